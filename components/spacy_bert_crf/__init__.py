@@ -1,0 +1,14 @@
+"""BERT + CRF named-entity recognition for spaCy: the `bert_crf_ner` pipe."""
+from .architectures import build_crf_tagger, build_softmax_tagger
+from .pipe import BertCrfNer, make_bert_crf_ner
+from .scoring import make_ner_scorer, score_ner
+
+__version__ = "0.1.0"
+__all__ = [
+    "BertCrfNer",
+    "build_crf_tagger",
+    "build_softmax_tagger",
+    "make_bert_crf_ner",
+    "make_ner_scorer",
+    "score_ner",
+]

@@ -1,0 +1,267 @@
+"""The `bert_crf_ner` pipe: a transformer encoder, emission scores and a CRF, setting `doc.ents`."""
+import warnings
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+import srsly
+import torch
+from spacy.language import Language
+from spacy.pipeline.pipe import deserialize_config
+from spacy.pipeline.trainable_pipe import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.training.iob_utils import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, set_dropout_rate, torch2xp, xp2torch
+from thinc.types import Floats2d, Ints1d
+
+from .architectures import head_module, set_num_tags
+from .crf import TransitionMasks
+from .schemes import OUTSIDE, allowed_transitions, bio_tags
+from .scoring import score_ner
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy_bert_crf.CRFTagger.v1"
+crf_learn_rate_scale = 10.0
+
+[model.tok2vec]
+@architectures = "spacy-transformers.Tok2VecTransformer.v3"
+name = "bert-base-chinese"
+tokenizer_config = {"use_fast": true}
+transformer_config = {}
+mixed_precision = false
+grad_factor = 1.0
+
+[model.tok2vec.get_spans]
+@span_getters = "spacy-transformers.strided_spans.v1"
+window = 128
+stride = 96
+
+[model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "bert_crf_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "scorer": {"@scorers": "spacy_bert_crf.ner_scorer.v1"},
+    },
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_tag_acc": 0.0,
+        "ents_per_type": None,
+    },
+)
+def make_bert_crf_ner(
+    nlp: Language, name: str, model: Model[List[Doc], List[Floats2d]], scorer: Optional[Callable]
+) -> "BertCrfNer":
+    """Create a `bert_crf_ner` pipe: BIO tagging with a CRF (or softmax) head."""
+    return BertCrfNer(nlp.vocab, model, name, scorer=scorer)
+
+
+class BertCrfNer(TrainablePipe):
+    """Named-entity recognition as BIO tagging of every token.
+
+    The model gives emission scores per token and tag; the sequence head
+    (`model.get_ref("head")`) turns them into a loss and into the best valid
+    BIO sequence. The labels are entity types (`PER`, `LOC`, …), read from the
+    training data at `initialize`; the tags are `O` and `B-X`/`I-X` for each.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], List[Floats2d]],
+        name: str = "bert_crf_ner",
+        *,
+        scorer: Optional[Callable] = score_ner,
+    ):
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg = {"labels": []}
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """The entity types this pipe predicts."""
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        """The labels, as saved by `spacy init labels`."""
+        return list(self.labels)
+
+    @property
+    def tags(self) -> List[str]:
+        """The BIO tags, in the order of the model's output columns."""
+        return bio_tags(self.labels)
+
+    def add_label(self, label: str) -> int:
+        """Add an entity type before the model is initialised."""
+        if label in self.labels:
+            return 0
+        if self.model.get_ref("head").shims:
+            raise ValueError(
+                f"Cannot add label {label!r} to '{self.name}': its model is already initialised."
+            )
+        self.cfg["labels"].append(label)
+        return 1
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Sequence[str]] = None,
+    ) -> None:
+        """Read the entity types from the data (or take `labels`) and size the model."""
+        validate_get_examples(get_examples, "BertCrfNer.initialize")
+        if labels is None:
+            labels = sorted(
+                {ent.label_ for example in get_examples() for ent in example.reference.ents}
+            )
+        for label in labels:
+            self.add_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"'{self.name}' found no entities in its training data, so it has no labels "
+                "to learn. Check that the training Docs have `doc.ents` set."
+            )
+        set_num_tags(self.model, len(self.tags))
+        doc_sample = [doc for doc in (eg.x for eg in get_examples()) if len(doc)]
+        self.model.initialize(X=list(islice(doc_sample, 10)))
+
+    def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
+        """The best valid BIO sequence of tag ids for each Doc. No side effects."""
+        docs = list(docs)
+        tag_ids = [numpy.zeros((0,), dtype="int64") for _ in docs]
+        # Empty Docs have no rows for the encoder to fill, so they skip the model.
+        non_empty = [i for i, doc in enumerate(docs) if len(doc)]
+        if non_empty:
+            emissions = self.model.predict([docs[i] for i in non_empty])
+            for i, ids in zip(non_empty, self._decode(emissions)):
+                tag_ids[i] = ids
+        return tag_ids
+
+    def set_annotations(self, docs: Iterable[Doc], tag_ids: List[Ints1d]) -> None:
+        """Set `doc.ents` from the predicted tag ids, replacing earlier entities."""
+        tags = self.tags
+        for doc, ids in zip(docs, tag_ids):
+            iob = [tags[i] for i in ids]
+            doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(iob))
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd=None,
+        losses=None,
+    ):
+        """Learn from a batch of examples; add the loss to `losses[self.name]`."""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "BertCrfNer.update")
+        examples = [eg for eg in examples if len(eg.predicted)]
+        if not examples:
+            return losses
+        set_dropout_rate(self.model, drop)
+        emissions, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_emissions = self.get_loss(examples, emissions)
+        backprop(d_emissions)
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(
+        self, examples: Iterable[Example], emissions: List[Floats2d]
+    ) -> Tuple[float, List[Floats2d]]:
+        """The head's loss per token, and its gradient for the emissions.
+
+        For the CRF head the loss *is* the CRF: computing it also puts the
+        gradients of the transition scores on the head's parameters, where
+        `finish_update` applies them (with their own learning rate).
+        """
+        examples = list(examples)
+        validate_examples(examples, "BertCrfNer.get_loss")
+        ops = self.model.ops
+        padded = xp2torch(ops.pad(emissions), requires_grad=True)
+        mask = self._mask([len(rows) for rows in emissions], padded.device)
+        gold = torch.nn.utils.rnn.pad_sequence(
+            [torch.as_tensor(self._gold_tag_ids(eg), device=padded.device) for eg in examples],
+            batch_first=True,
+        )
+        loss = head_module(self.model).loss(padded, gold, mask) / mask.sum()
+        loss.backward()
+        d_emissions = ops.unpad(torch2xp(padded.grad), [len(rows) for rows in emissions])
+        return float(loss.item()), d_emissions
+
+    def _gold_tag_ids(self, example: Example) -> List[int]:
+        """The reference's BIO tags as ids, aligned to the predicted tokens.
+
+        Tokens without gold annotation (missing or misaligned) count as `O`:
+        a CRF needs a complete sequence. A warning says how many there were.
+        """
+        tag_index = {tag: i for i, tag in enumerate(self.tags)}
+        iob = biluo_to_iob(example.get_aligned_ner())
+        missing = sum(tag in (None, "-") for tag in iob)
+        if missing:
+            warnings.warn(
+                f"'{self.name}': {missing} of {len(iob)} tokens have no gold entity tag; "
+                "they are trained as 'O'."
+            )
+        ids = []
+        for tag in iob:
+            tag = OUTSIDE if tag in (None, "-") else tag
+            if tag not in tag_index:
+                raise ValueError(
+                    f"'{self.name}' has no tag {tag!r}: its labels are {list(self.labels)}. "
+                    "Initialise it on data that has every entity type."
+                )
+            ids.append(tag_index[tag])
+        return ids
+
+    def _decode(self, emissions: List[Floats2d]) -> List[Ints1d]:
+        padded = xp2torch(self.model.ops.pad(emissions))
+        lengths = [len(rows) for rows in emissions]
+        allowed = TransitionMasks.from_allowed(allowed_transitions(self.tags), padded.device)
+        with torch.no_grad():
+            paths = head_module(self.model).decode(padded, self._mask(lengths, padded.device), allowed)
+        paths = paths.cpu().numpy()
+        return [path[:length] for path, length in zip(paths, lengths)]
+
+    @staticmethod
+    def _mask(lengths: Sequence[int], device) -> torch.Tensor:
+        lengths = torch.as_tensor(lengths, device=device)
+        return torch.arange(int(lengths.max()), device=device) < lengths.unsqueeze(1)
+
+    def _build_head(self) -> None:
+        # The head's torch module is sized by the label count, which only the
+        # saved cfg knows: build it before the model's bytes are loaded into it.
+        set_num_tags(self.model, len(self.tags))
+        self.model.get_ref("head").initialize()
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertCrfNer":
+        if "cfg" not in exclude:
+            self.cfg.update(srsly.json_loads(srsly.msgpack_loads(bytes_data)["cfg"]))
+        self._build_head()
+        return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=tuple()) -> "BertCrfNer":
+        cfg_path = Path(path) / "cfg"
+        if "cfg" not in exclude and cfg_path.exists():
+            self.cfg.update(deserialize_config(cfg_path))
+        self._build_head()
+        return super().from_disk(path, exclude=exclude)

@@ -1,0 +1,38 @@
+"""Score a trained pipeline on a DocBin: entity P/R/F overall and per type, token accuracy."""
+import json
+from pathlib import Path
+
+import spacy
+import typer
+from spacy.tokens import DocBin
+from spacy.training import Example
+from wasabi import msg
+
+from spacy_bert_crf.scoring import scores_table
+
+
+def main(
+    model: str = typer.Argument(..., help="Pipeline package name or directory"),
+    data_path: Path = typer.Argument(..., help="Gold DocBin (.spacy)"),
+    output_file: Path = typer.Argument(..., help="JSON file for the scores"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU"),
+):
+    """Evaluate MODEL on DATA_PATH; write every score as JSON and print a table."""
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    nlp = spacy.load(model)
+    gold_docs = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold_docs]
+    scores = nlp.evaluate(examples)
+    scores["model"] = str(model)
+    scores["data"] = str(data_path)
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text(json.dumps(scores, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    msg.info(f"{model} on {data_path} ({len(examples)} docs)")
+    print(scores_table(scores))
+    print(f"Speed: {scores['speed']:.0f} words/s")
+    msg.good(f"Wrote {output_file}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

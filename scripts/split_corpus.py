@@ -1,0 +1,28 @@
+"""Split a two-file corpus into train and dev deterministically (every N-th line to dev)."""
+from pathlib import Path
+
+import typer
+from wasabi import msg
+
+from spacy_bert_crf.formats import read_lines, split_train_dev, write_lines
+
+
+def main(
+    text_file: Path = typer.Argument(..., help="Text file of the corpus"),
+    tag_file: Path = typer.Argument(..., help="Tag file of the corpus"),
+    output_dir: Path = typer.Argument(..., help="Where to write train/dev .txt.gz and _TAG.txt.gz"),
+    dev_every: int = typer.Option(10, "--dev-every", help="Every N-th line goes to dev"),
+):
+    """Write train.txt.gz, train_TAG.txt.gz, dev.txt.gz, dev_TAG.txt.gz into OUTPUT_DIR."""
+    texts, tags = list(read_lines(text_file)), list(read_lines(tag_file))
+    if len(texts) != len(tags):
+        msg.fail(f"{text_file} has {len(texts)} lines but {tag_file} has {len(tags)}", exits=1)
+    splits = dict(zip(("train", "dev"), split_train_dev(len(texts), dev_every)))
+    for split, indices in splits.items():
+        write_lines(output_dir / f"{split}.txt.gz", (texts[i] for i in indices))
+        write_lines(output_dir / f"{split}_TAG.txt.gz", (tags[i] for i in indices))
+        msg.good(f"{split}: {len(indices)} lines")
+
+
+if __name__ == "__main__":
+    typer.run(main)
