@@ -6,7 +6,6 @@ from typing import Optional
 import spacy
 import typer
 from spacy.tokens import DocBin
-from wasabi import msg
 
 from spacy_bert_crf.formats import DataFormatError, read_two_file
 
@@ -22,7 +21,8 @@ def main(
     try:
         docs, conversion = read_two_file(text_file, tag_file, spacy.blank(lang).vocab)
     except DataFormatError as error:
-        msg.fail("Cannot convert", str(error), exits=1)
+        typer.echo(f"✘ Cannot convert: {error}", err=True)
+        raise typer.Exit(1)
     output_file.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=False).to_disk(output_file)
     summary = json.dumps(conversion.to_dict(), ensure_ascii=False, indent=2)

@@ -1,0 +1,107 @@
+import itertools
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spacy_bert_crf.crf import CRFHead, SoftmaxHead, TransitionMasks, viterbi_decode
+from spacy_bert_crf.schemes import allowed_transitions, bio_tags, is_valid_bio
+
+TAGS = bio_tags(["A"])  # O, B-A, I-A: small enough to enumerate every sequence
+ALLOWED = TransitionMasks.from_allowed(allowed_transitions(TAGS), "cpu")
+
+
+def random_batch(seed, batch_size, n_steps, n_tags):
+    generator = torch.Generator().manual_seed(seed)
+    emissions = torch.randn(batch_size, n_steps, n_tags, generator=generator) * 3
+    lengths = torch.randint(1, n_steps + 1, (batch_size,), generator=generator)
+    mask = torch.arange(n_steps) < lengths.unsqueeze(1)
+    return emissions, mask, lengths
+
+
+def random_head(seed, n_tags):
+    torch.manual_seed(seed)
+    head = CRFHead(n_tags)
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.normal_(0, 2)
+    return head
+
+
+def path_score(head, emissions, path):
+    crf = head.crf
+    score = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+    score = score + sum(emissions[t, tag] for t, tag in enumerate(path))
+    score = score + sum(crf.transitions[i, j] for i, j in zip(path[:-1], path[1:]))
+    return float(score.detach())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_tags=st.integers(2, 4), n_steps=st.integers(1, 6))
+def test_unconstrained_viterbi_equals_pytorch_crf(seed, n_tags, n_steps):
+    emissions, mask, lengths = random_batch(seed, 5, n_steps, n_tags)
+    head = random_head(seed, n_tags)
+    ours = head.decode(emissions, mask)
+    reference = head.crf.decode(emissions, mask)
+    for row, length, expected in zip(ours, lengths, reference):
+        assert row[:length].tolist() == expected
+        assert not row[length:].any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_steps=st.integers(1, 6))
+def test_constrained_viterbi_is_the_best_valid_sequence(seed, n_steps):
+    emissions, mask, lengths = random_batch(seed, 4, n_steps, len(TAGS))
+    head = random_head(seed, len(TAGS))
+    paths = head.decode(emissions, mask, ALLOWED)
+    for row, length, scores in zip(paths, lengths, emissions):
+        path = row[:length].tolist()
+        assert is_valid_bio([TAGS[i] for i in path])
+        valid = [
+            candidate
+            for candidate in itertools.product(range(len(TAGS)), repeat=int(length))
+            if is_valid_bio([TAGS[i] for i in candidate])
+        ]
+        best = max(path_score(head, scores, candidate) for candidate in valid)
+        assert abs(path_score(head, scores, path) - best) < 1e-4
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n_tags=st.integers(2, 4), n_steps=st.integers(1, 6))
+def test_loss_is_pytorch_crf_negative_log_likelihood(seed, n_tags, n_steps):
+    emissions, mask, lengths = random_batch(seed, 3, n_steps, n_tags)
+    head = random_head(seed, n_tags)
+    tags = torch.randint(0, n_tags, mask.shape, generator=torch.Generator().manual_seed(seed))
+    expected = -head.crf(emissions, tags, mask, reduction="sum")
+    assert torch.allclose(head.loss(emissions, tags, mask), expected)
+
+
+def test_constrained_decode_never_puts_inside_after_outside():
+    # Emissions that scream O then I-A: unconstrained decoding follows them.
+    emissions = torch.tensor([[[5.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 0.0, 5.0]]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    head = CRFHead(3)
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.zero_()
+    assert head.decode(emissions, mask).tolist() == [[0, 2, 2]]
+    constrained = head.decode(emissions, mask, ALLOWED).tolist()[0]
+    assert is_valid_bio([TAGS[i] for i in constrained])
+    assert constrained == [0, 1, 2]
+
+
+def test_softmax_head_decodes_valid_argmax():
+    emissions = torch.tensor([[[0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [5.0, 0.0, 0.0], [0.0, 1.0, 2.0]]])
+    mask = torch.tensor([[True, True, True, True]])
+    head = SoftmaxHead(3)
+    # The argmax is B-A I-A O I-A; its last I-A follows O, so B-A is the best valid tag there.
+    assert head.decode(emissions, mask).tolist() == [[1, 2, 0, 2]]
+    assert head.decode(emissions, mask, ALLOWED).tolist() == [[1, 2, 0, 1]]
+    loss = head.loss(emissions, torch.tensor([[1, 2, 0, 2]]), mask)
+    expected = torch.nn.functional.cross_entropy(emissions[0], torch.tensor([1, 2, 0, 2]), reduction="sum")
+    assert torch.allclose(loss, expected)
+
+
+def test_empty_batch_and_padding():
+    head = CRFHead(3)
+    assert head.decode(torch.zeros(2, 0, 3), torch.zeros(2, 0, dtype=torch.bool)).shape == (2, 0)

@@ -1,0 +1,214 @@
+"""The bert_crf_ner pipe, in the spirit of spaCy's tests/pipeline/test_tagger.py."""
+import re
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.training import Example
+
+from spacy_bert_crf.architectures import head_module
+from spacy_bert_crf.formats import make_doc
+from spacy_bert_crf.schemes import is_valid_bio
+from conftest import tagger_config
+
+HEADS = {
+    "crf": ("spacy_bert_crf.CRFTagger.v1", {"crf_learn_rate_scale": 10.0}),
+    "softmax": ("spacy_bert_crf.SoftmaxTagger.v1", {}),
+}
+ODD_TEXTS = [
+    "",
+    " ",
+    "\ufffd\ufffd",
+    "\x00\x07控制\x1b字符",
+    "“引号”—……‘单引号’",
+    "ABC公司 iPhone 15 在 北京",
+    "全角１２月３１日ＡＢＣ",
+    "emoji 😀🇨🇳 表情",
+    "多个   空格\t\n换行",
+    "\u2028\u3000",
+]
+
+
+def ents(doc):
+    return [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
+
+
+def build_nlp(encoder, head="crf"):
+    architecture, settings = HEADS[head]
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("bert_crf_ner", config=tagger_config(encoder, architecture, **settings))
+    return nlp
+
+
+def train_examples(nlp, gold_docs):
+    return [Example.from_dict(nlp.make_doc(doc.text), {"entities": ents(doc)}) for doc in gold_docs]
+
+
+@pytest.fixture(scope="module", params=list(HEADS))
+def overfitted(request, tiny_encoder, pd2014_docs):
+    """A pipe trained to near-zero loss on 8 real sentences."""
+    nlp = build_nlp(tiny_encoder, request.param)
+    if request.param == "softmax":
+        # Runs of digits or Latin letters are one wordpiece ("2013"), so their
+        # characters share one vector, and B_T on the first but I_T on the rest
+        # can only come from transitions: a CRF learns them (its fixture has
+        # such runs), a per-token softmax cannot.
+        pd2014_docs = [doc for doc in pd2014_docs if not re.search("[0-9A-Za-z]", doc.text)]
+    examples = train_examples(nlp, pd2014_docs[:8])
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(300):
+        losses = nlp.update(examples, sgd=optimizer)
+        if losses["bert_crf_ner"] < 0.002:
+            break
+    return request.param, nlp, examples, losses["bert_crf_ner"]
+
+
+def test_overfitting_and_reload(overfitted, tmp_path):
+    head, nlp, examples, loss = overfitted
+    assert loss < 0.05, head
+    texts = [eg.reference.text for eg in examples]
+    predicted = [ents(doc) for doc in nlp.pipe(texts)]
+    assert predicted == [ents(eg.reference) for eg in examples]
+    nlp.to_disk(tmp_path / "nlp")
+    reloaded = spacy.load(tmp_path / "nlp")
+    assert [ents(doc) for doc in reloaded.pipe(texts)] == predicted
+    from_bytes = spacy.blank("zh").from_config(nlp.config).from_bytes(nlp.to_bytes())
+    assert [ents(from_bytes(text)) for text in texts] == predicted
+
+
+def test_labels_come_from_the_data(overfitted):
+    _, nlp, examples, _ = overfitted
+    ner = nlp.get_pipe("bert_crf_ner")
+    gold_labels = {ent.label_ for eg in examples for ent in eg.reference.ents}
+    assert ner.labels == tuple(sorted(gold_labels))
+    assert nlp.get_pipe("bert_crf_ner").model.get_ref("output").get_dim("nO") == 1 + 2 * len(gold_labels)
+
+
+def test_pipe_equals_call(overfitted, pd2014_docs):
+    _, nlp, _, _ = overfitted
+    texts = [doc.text for doc in pd2014_docs[:40]] + ODD_TEXTS
+    assert [ents(doc) for doc in nlp.pipe(texts, batch_size=7)] == [ents(nlp(text)) for text in texts]
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS)
+def test_odd_text_gives_valid_entities(overfitted, text):
+    _, nlp, _, _ = overfitted
+    doc = nlp(text)
+    assert doc.text == text
+    previous_end = 0
+    for ent in doc.ents:
+        assert previous_end <= ent.start_char < ent.end_char <= len(text)
+        previous_end = ent.end_char
+
+
+def test_long_document_matches_its_pieces(overfitted):
+    """A 3,000-character doc gets what its pieces get, apart from edge effects.
+
+    The test config cuts docs into windows of 32 tokens every 24. Pieces of 96
+    characters start on a window boundary of the long doc too, so each piece's
+    characters 8 to 72 are covered by the very same windows either way: their
+    emissions must be equal, and so must the entities found there.
+    """
+    _, nlp, examples, _ = overfitted
+    pieces = [eg.reference.text[:96] for eg in examples if len(eg.reference) >= 96] * 8
+    long_doc = nlp("".join(pieces))
+    assert len(long_doc) == 96 * len(pieces) > 3000
+    piece_docs = list(nlp.pipe(pieces))
+    model = nlp.get_pipe("bert_crf_ner").model
+    long_emissions = model.predict([long_doc])[0]
+    for i, piece_emissions in enumerate(model.predict(piece_docs)):
+        numpy.testing.assert_allclose(
+            long_emissions[96 * i + 8 : 96 * i + 72], piece_emissions[8:72], rtol=1e-4, atol=1e-4
+        )
+
+    def inner_ents(entities, offset):
+        return {(start, end, label) for start, end, label in entities if offset + 16 <= start and end <= offset + 64}
+
+    compared = 0
+    for i, piece in enumerate(piece_docs):
+        offset = 96 * i
+        expected = {(start + offset, end + offset, label) for start, end, label in inner_ents(ents(piece), 0)}
+        assert inner_ents(ents(long_doc), offset) == expected
+        compared += len(expected)
+    assert compared > 20
+
+
+def test_predict_never_emits_invalid_bio(tiny_encoder, pd2014_docs):
+    nlp = build_nlp(tiny_encoder)
+    examples = train_examples(nlp, pd2014_docs[:4])
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("bert_crf_ner")
+    output = ner.model.get_ref("output")
+    bias = output.get_param("b")
+    inside = [i for i, tag in enumerate(ner.tags) if tag.startswith("I-")]
+    bias[inside] += 100.0  # every token's best tag alone is some I-X
+    output.set_param("b", bias)
+    docs = [nlp.make_doc(doc.text) for doc in pd2014_docs[:10]]
+    for tag_ids in ner.predict(docs):
+        tags = [ner.tags[i] for i in tag_ids]
+        assert any(tag.startswith("I-") for tag in tags)
+        assert is_valid_bio(tags)
+
+
+def test_no_entities_in_the_data_is_an_error(tiny_encoder):
+    nlp = build_nlp(tiny_encoder)
+    examples = [Example.from_dict(nlp.make_doc("我爱你"), {"entities": []})]
+    with pytest.raises(ValueError, match="found no entities"):
+        nlp.initialize(lambda: examples)
+
+
+def test_initialize_takes_given_labels(tiny_encoder, pd2014_docs):
+    nlp = build_nlp(tiny_encoder)
+    examples = train_examples(nlp, pd2014_docs[:2])
+    nlp.get_pipe("bert_crf_ner").initialize(lambda: examples, nlp=nlp, labels=["X", "LOC", "PER", "T", "ORG"])
+    assert nlp.get_pipe("bert_crf_ner").labels == ("X", "LOC", "PER", "T", "ORG")
+
+
+def test_scores_include_per_type_and_tag_accuracy(overfitted):
+    _, nlp, examples, _ = overfitted
+    scores = nlp.evaluate(examples)
+    assert scores["ents_f"] == pytest.approx(1.0)
+    assert scores["ents_tag_acc"] == pytest.approx(1.0)
+    assert set(scores["ents_per_type"]) == {ent.label_ for eg in examples for ent in eg.reference.ents}
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 100.0])
+def test_crf_learning_rate_is_a_real_per_parameter_scale(tiny_encoder, pd2014_docs, scale):
+    """Adam's first step moves every parameter by about its learning rate,
+    whatever the gradient's size: the CRF's must move `scale` times as far."""
+    from thinc.api import Adam
+
+    architecture, _ = HEADS["crf"]
+    nlp = spacy.blank("zh")
+    nlp.add_pipe(
+        "bert_crf_ner",
+        config=tagger_config(tiny_encoder, architecture, crf_learn_rate_scale=scale),
+    )
+    examples = train_examples(nlp, pd2014_docs[:4])
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("bert_crf_ner")
+    learn_rate = 1e-4
+    optimizer = Adam(learn_rate, L2=0.0, grad_clip=0.0, use_averages=False)
+    transitions = head_module(ner.model).crf.transitions
+    output = ner.model.get_ref("output")
+    before_crf = transitions.detach().clone().numpy()
+    before_output = output.get_param("W").copy()
+    nlp.update(examples, sgd=optimizer)
+    crf_step = numpy.abs(transitions.detach().numpy() - before_crf).max()
+    output_step = numpy.abs(output.get_param("W") - before_output).max()
+    assert output_step == pytest.approx(learn_rate, rel=0.05)
+    assert crf_step == pytest.approx(scale * learn_rate, rel=0.05)
+
+
+def test_factory_is_registered_by_entry_point():
+    # A fresh interpreter that never imports spacy_bert_crf itself.
+    code = "import spacy; nlp = spacy.blank('zh'); print(type(nlp.add_pipe('bert_crf_ner')).__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "BertCrfNer"
+
+
+def test_make_doc_builds_char_tokens_without_spaces():
+    doc = make_doc(spacy.blank("zh").vocab, list("人民网1月"))
+    assert doc.text == "人民网1月" and len(doc) == 5
