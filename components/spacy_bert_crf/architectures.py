@@ -97,10 +97,9 @@ def _identity_forward(model: Model, emissions: List[Floats2d], is_train: bool) -
 
 
 def _init_sequence_head(model: Model, X=None, Y=None) -> None:
-    if model.shims:
-        return
+    # Like any thinc init, this (re)creates the parameters, at the current size.
     module = _HEAD_CLASSES[model.attrs["head_class"]](model.get_dim("nO"))
-    model.shims.append(LearnRateScaledShim(module, model.attrs["learn_rate_scale"]))
+    model.shims[:] = [LearnRateScaledShim(module, model.attrs["learn_rate_scale"])]
 
 
 class LearnRateScaledShim(PyTorchShim):

@@ -130,16 +130,15 @@ class BertCrfNer(TrainablePipe):
             labels = sorted(
                 {ent.label_ for example in get_examples() for ent in example.reference.ents}
             )
-        for label in labels:
-            self.add_label(label)
+        self.cfg["labels"] = list(dict.fromkeys(labels))
         if not self.labels:
             raise ValueError(
                 f"'{self.name}' found no entities in its training data, so it has no labels "
                 "to learn. Check that the training Docs have `doc.ents` set."
             )
         set_num_tags(self.model, len(self.tags))
-        doc_sample = [doc for doc in (eg.x for eg in get_examples()) if len(doc)]
-        self.model.initialize(X=list(islice(doc_sample, 10)))
+        doc_sample = list(islice((eg.x for eg in get_examples() if len(eg.x)), 10))
+        self.model.initialize(X=doc_sample)
 
     def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
         """The best valid BIO sequence of tag ids for each Doc. No side effects."""
