@@ -8,7 +8,7 @@ from spacy_bert_crf.crf import CRFHead, SoftmaxHead, TransitionMasks, viterbi_de
 from spacy_bert_crf.schemes import allowed_transitions, bio_tags, is_valid_bio
 
 TAGS = bio_tags(["A"])  # O, B-A, I-A: small enough to enumerate every sequence
-ALLOWED = TransitionMasks.from_allowed(allowed_transitions(TAGS), "cpu")
+ALLOWED = TransitionMasks.from_allowed(allowed_transitions(tuple(TAGS)), "cpu")
 
 
 def random_batch(seed, batch_size, n_steps, n_tags):

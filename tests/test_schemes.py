@@ -55,7 +55,7 @@ def test_valid_sequences_need_no_repair():
 def test_allowed_transitions_forbid_inside_without_its_begin():
     tags = bio_tags(["LOC", "PER"])
     assert tags == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-    allowed = allowed_transitions(tags)
+    allowed = allowed_transitions(tuple(tags))
     index = {tag: i for i, tag in enumerate(tags)}
     assert not allowed.start[index["I-LOC"]] and allowed.start[index["B-LOC"]]
     assert not allowed.transitions[index["O"], index["I-LOC"]]
@@ -70,7 +70,7 @@ def test_allowed_transitions_forbid_inside_without_its_begin():
 
 def test_is_valid_bio_matches_allowed_transitions():
     tags = bio_tags(["A", "B"])
-    allowed = allowed_transitions(tags)
+    allowed = allowed_transitions(tuple(tags))
     rng = numpy.random.default_rng(0)
     for _ in range(200):
         ids = rng.integers(0, len(tags), size=5)

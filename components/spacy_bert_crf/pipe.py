@@ -2,7 +2,7 @@
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 import srsly
@@ -198,22 +198,22 @@ class BertCrfNer(TrainablePipe):
         ops = self.model.ops
         padded = xp2torch(ops.pad(emissions), requires_grad=True)
         mask = self._mask([len(rows) for rows in emissions], padded.device)
+        tag_index = {tag: i for i, tag in enumerate(self.tags)}
         gold = torch.nn.utils.rnn.pad_sequence(
-            [torch.as_tensor(self._gold_tag_ids(eg), device=padded.device) for eg in examples],
+            [torch.as_tensor(self._gold_tag_ids(eg, tag_index), device=padded.device) for eg in examples],
             batch_first=True,
         )
         loss = head_module(self.model).loss(padded, gold, mask) / mask.sum()
         loss.backward()
         d_emissions = ops.unpad(torch2xp(padded.grad), [len(rows) for rows in emissions])
-        return float(loss.item()), d_emissions
+        return loss.item(), d_emissions
 
-    def _gold_tag_ids(self, example: Example) -> List[int]:
+    def _gold_tag_ids(self, example: Example, tag_index: Dict[str, int]) -> List[int]:
         """The reference's BIO tags as ids, aligned to the predicted tokens.
 
         Tokens without gold annotation (missing or misaligned) count as `O`:
         a CRF needs a complete sequence. A warning says how many there were.
         """
-        tag_index = {tag: i for i, tag in enumerate(self.tags)}
         iob = biluo_to_iob(example.get_aligned_ner())
         missing = sum(tag in (None, "-") for tag in iob)
         if missing:
@@ -235,7 +235,7 @@ class BertCrfNer(TrainablePipe):
     def _decode(self, emissions: List[Floats2d]) -> List[Ints1d]:
         padded = xp2torch(self.model.ops.pad(emissions))
         lengths = [len(rows) for rows in emissions]
-        allowed = TransitionMasks.from_allowed(allowed_transitions(self.tags), padded.device)
+        allowed = TransitionMasks.from_allowed(allowed_transitions(tuple(self.tags)), padded.device)
         with torch.no_grad():
             paths = head_module(self.model).decode(padded, self._mask(lengths, padded.device), allowed)
         paths = paths.cpu().numpy()

@@ -7,6 +7,7 @@ in.
 """
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Iterable, List, NamedTuple, Sequence, Tuple
 
 import numpy
@@ -14,7 +15,6 @@ import numpy
 OUTSIDE = "O"
 BEGIN = "B"
 INSIDE = "I"
-SEPARATORS = ("-", "_")
 
 _TAG_PATTERN = re.compile(r"^([BI])([-_])(\S+)$")
 
@@ -24,9 +24,6 @@ class BioTag(NamedTuple):
 
     prefix: str
     label: str
-
-    def __str__(self) -> str:
-        return format_tag(self)
 
 
 def parse_tag(tag: str) -> Tuple[BioTag, str]:
@@ -92,8 +89,12 @@ class AllowedTransitions(NamedTuple):
     end: numpy.ndarray
 
 
-def allowed_transitions(tags: Sequence[str]) -> AllowedTransitions:
-    """The transitions of a valid BIO sequence: `I-X` only after `B-X` or `I-X`."""
+@lru_cache(maxsize=16)
+def allowed_transitions(tags: Tuple[str, ...]) -> AllowedTransitions:
+    """The transitions of a valid BIO sequence: `I-X` only after `B-X` or `I-X`.
+
+    Cached, since decoding asks for it every batch; treat the masks as read-only.
+    """
     parsed = [parse_tag(tag)[0] for tag in tags]
     n_tags = len(parsed)
     start = numpy.ones(n_tags, dtype=bool)
@@ -108,11 +109,5 @@ def allowed_transitions(tags: Sequence[str]) -> AllowedTransitions:
 
 
 def is_valid_bio(tags: Sequence[str]) -> bool:
-    """Whether a sequence of IOB tags (`-` notation) obeys `allowed_transitions`."""
-    previous_label = None
-    for tag in tags:
-        parsed, _ = parse_tag(tag)
-        if parsed.prefix == INSIDE and parsed.label != previous_label:
-            return False
-        previous_label = parsed.label if parsed.prefix != OUTSIDE else None
-    return True
+    """Whether a sequence of tags needs no repair (see `repair_stray_inside`)."""
+    return not repair_stray_inside([parse_tag(tag)[0] for tag in tags])[1]
