@@ -4,11 +4,9 @@ from pathlib import Path
 
 import spacy
 import typer
-from spacy.tokens import DocBin
-from spacy.training import Example
 from wasabi import msg
 
-from spacy_bert_crf.scoring import scores_table
+from spacy_bert_crf.scoring import evaluate_on, scores_table
 
 
 def main(
@@ -21,14 +19,12 @@ def main(
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model)
-    gold_docs = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))
-    examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold_docs]
-    scores = nlp.evaluate(examples)
+    scores = evaluate_on(nlp, data_path)
     scores["model"] = str(model)
     scores["data"] = str(data_path)
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(json.dumps(scores, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    msg.info(f"{model} on {data_path} ({len(examples)} docs)")
+    msg.info(f"{model} on {data_path} ({scores['docs']} docs)")
     print(scores_table(scores))
     print(f"Speed: {scores['speed']:.0f} words/s")
     msg.good(f"Wrote {output_file}")

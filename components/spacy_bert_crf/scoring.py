@@ -5,9 +5,12 @@ with spaCy's `ner`. Token accuracy is the share of tokens whose BIO tag is
 right, the figure the report gave (99.65% on its dev set). Its key is
 `ents_tag_acc`: `token_acc` already names spaCy's tokenisation accuracy.
 """
-from typing import Any, Callable, Dict, Iterable
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Union
 
+from spacy.language import Language
 from spacy.scorer import Scorer
+from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import registry
@@ -20,6 +23,15 @@ def score_ner(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         examples, "ents", has_annotation=lambda doc: doc.has_annotation("ENT_IOB"), **kwargs
     )
     scores["ents_tag_acc"] = tag_accuracy(examples)
+    return scores
+
+
+def evaluate_on(nlp: Language, data_path: Union[str, Path]) -> Dict[str, Any]:
+    """`nlp.evaluate` on a gold DocBin: the predictions start from the raw text."""
+    gold_docs = DocBin().from_disk(data_path).get_docs(nlp.vocab)
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold_docs]
+    scores = nlp.evaluate(examples)
+    scores["docs"] = len(examples)
     return scores
 
 
