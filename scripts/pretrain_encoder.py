@@ -15,7 +15,7 @@ def main(
     ctx: typer.Context,
     encoder: str = typer.Argument(..., help="Encoder to start from: a directory (e.g. init-encoder's) or a hub name"),
     output_dir: Path = typer.Argument(..., help="Directory for the pretrained encoder"),
-    text_files: List[Path] = typer.Argument(..., help="Text files, plain or .gz, one line a paragraph or sentence"),
+    text_files: List[str] = typer.Argument(..., help="Text files, plain or .gz, one line a paragraph or sentence"),
     config_path: Path = typer.Option(Path("configs/pretrain_encoder.cfg"), "--config", help="Config with a [pretraining] section"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU"),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="bfloat16 autocast (on a GPU)"),
@@ -25,9 +25,9 @@ def main(
     Extra options override the config: --pretraining.max_minutes 60.
     """
     # The file list is variadic, so it also swallows the config overrides that follow it.
-    first_override = next((i for i, arg in enumerate(text_files) if str(arg).startswith("--")), len(text_files))
-    overrides = [str(arg) for arg in text_files[first_override:]] + ctx.args
-    text_files = text_files[:first_override]
+    first_override = next((i for i, arg in enumerate(text_files) if arg.startswith("--")), len(text_files))
+    overrides = text_files[first_override:] + ctx.args
+    text_files = [Path(name) for name in text_files[:first_override]]
     config = load_config(config_path, overrides=parse_config_overrides(overrides))
     settings = PretrainingSettings(**config["pretraining"])
     for path in text_files:

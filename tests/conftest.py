@@ -1,4 +1,6 @@
 """Shared fixtures: a tiny encoder the tests build themselves, and slices of real data."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,10 @@ def tagger_config(encoder: Path, architecture: str = "spacy_bert_crf.CRFTagger.v
             },
         }
     }
+
+
+def run_script(name: str, *args, env=None, cwd=ROOT) -> subprocess.CompletedProcess:
+    """Run `scripts/<name>` as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd
+    )

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import pytest
-import spacy
 from spacy.tokens import DocBin
 from spacy.training.initialize import init_nlp
 from spacy.util import load_config

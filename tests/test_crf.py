@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_bert_crf.crf import CRFHead, SoftmaxHead, TransitionMasks, viterbi_decode
+from spacy_bert_crf.crf import CRFHead, SoftmaxHead, TransitionMasks
 from spacy_bert_crf.schemes import allowed_transitions, bio_tags, is_valid_bio
 
 TAGS = bio_tags(["A"])  # O, B-A, I-A: small enough to enumerate every sequence

@@ -20,7 +20,6 @@ from spacy_bert_crf.figures import (
     confusion_matrix,
     crf_transitions,
     label_distribution,
-    read_training_log,
     sentence_lengths,
     tag_confusion,
     training_curves,
@@ -225,20 +224,6 @@ def test_training_curves_return_the_plotted_points(tmp_path):
     assert tag_acc["runs"]["crf"]["score"] == pytest.approx([90.0] * 3)
     with pytest.raises(ValueError, match="no score 'speed'"):
         training_curves(logs, tmp_path / "speed.png", score="speed")
-
-
-def test_read_training_log_round_trips_and_names_bad_lines(tmp_path):
-    records = [log_record(0, 5.0, 0.0), log_record(200, 2.0, 0.5)]
-    path = tmp_path / "log.jsonl"
-    path.write_text("\n".join(json.dumps(record) for record in records) + "\n\n", encoding="utf-8")
-    assert read_training_log(path) == records
-
-    path.write_text(json.dumps(records[0]) + "\n\n{not json\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=f"{path}:3: not valid JSON"):
-        read_training_log(path)
-    path.write_text(json.dumps(records[0]) + '\n{"step": 5}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=f"{path}:2: not a training log record: no losses, scores"):
-        read_training_log(path)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from conftest import ASSETS, ROOT
 
 pytestmark = pytest.mark.slow
 
-PROJECT_FILES = ["project.yml", "configs", "scripts", "assets", "components", "setup.cfg", "pyproject.toml", "README.md"]
+PROJECT_FILES = ["project.yml", "configs", "scripts", "assets", "components", "setup.cfg", "pyproject.toml", "README.md", "docs"]
 TINY_VARS = {
     "encoder_layers": 1,
     "encoder_hidden": 64,
@@ -31,6 +31,14 @@ TINY_VARS = {
     "test_tags": "tiny/test_TAG.txt.gz",
     "max_steps": 30,
     "eval_frequency": 15,
+}
+EXPERIMENT_VARS = {
+    "experiment_steps": 6,
+    "experiment_eval_frequency": 3,
+    "pretrain_steps": 3,
+    "pretrain_minutes": 0,
+    "figures_run": "training/default",
+    "displacy_check": "check" if shutil.which("chromium") else "no-check",
 }
 
 
@@ -59,15 +67,27 @@ def project(tmp_path_factory) -> Path:
         lines = head_lines(ASSETS / f"pd2014/test{suffix}.gz", 20)
         with gzip.open(tiny / f"test{suffix}.gz", "wt", encoding="utf-8") as file:
             file.write("".join(lines[:10] + ["\n"] + lines[10:]))
-    overrides = [arg for key, value in TINY_VARS.items() for arg in (f"--vars.{key}", str(value))]
+    run_project(root, "all", TINY_VARS)
+    return root
+
+
+def run_project(root: Path, name: str, variables: dict) -> None:
+    overrides = [arg for key, value in variables.items() for arg in (f"--vars.{key}", str(value))]
     result = subprocess.run(
-        [sys.executable, "-m", "spacy", "project", "run", "all", str(root), *overrides],
+        [sys.executable, "-m", "spacy", "project", "run", name, str(root), *overrides],
         capture_output=True,
         text=True,
         cwd=root,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root
+
+
+@pytest.fixture(scope="module")
+def experiments(project) -> Path:
+    """The project after the four comparisons, `figures` and `report`."""
+    for name in ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr", "figures", "report"):
+        run_project(project, name, {**TINY_VARS, **EXPERIMENT_VARS})
+    return project
 
 
 def test_all_writes_every_output(project):
@@ -115,3 +135,67 @@ def test_packaged_pipeline_loads_in_a_fresh_venv_offline(project, tmp_path):
     expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in in_project.pipe(texts)]
     assert loaded["ents"] == expected
     assert any(loaded["ents"])
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_experiments_train_every_variant_once(experiments):
+    summaries = {
+        name: read_json(experiments / f"metrics/experiments/{name}.json")
+        for name in ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr")
+    }
+    variants = {name: [result["variant"] for result in summary["variants"]] for name, summary in summaries.items()}
+    assert variants == {
+        "compare-heads": ["crf", "softmax"],
+        "compare-layers": ["1_layer", "2_layers", "4_layers", "6_layers"],
+        "compare-init": ["random", "pretrained_embeddings", "pretrained"],
+        "compare-crf-lr": ["crf_lr_x1", "crf_lr_x10", "crf_lr_x100"],
+    }
+    runs = {name: {result["variant"]: result["run"] for result in summary["variants"]} for name, summary in summaries.items()}
+    # The tiny encoder has one layer: the CRF baseline, 1 layer, random init and CRF lr x10 are one run.
+    baseline = runs["compare-heads"]["crf"]
+    assert runs["compare-layers"]["1_layer"] == runs["compare-init"]["random"] == runs["compare-crf-lr"]["crf_lr_x10"] == baseline
+    assert len({run for experiment in runs.values() for run in experiment.values()}) == 9
+    for summary in summaries.values():
+        assert (experiments / "metrics/experiments" / summary["figure"]).stat().st_size > 0
+        for result in summary["variants"]:
+            assert {"ents_f", "ents_tag_acc", "ents_per_type"} <= set(result["test"])
+            assert read_json(Path(experiments / result["run"]) / "result.json")["test"] == result["test"]
+
+
+def test_experiment_encoders_are_what_each_variant_names(experiments):
+    encoders = experiments / "training/experiments/encoders"
+    layers = {path.name: read_json(path / "config.json")["num_hidden_layers"] for path in encoders.iterdir()}
+    assert sorted(n for name, n in layers.items() if name.startswith("random-")) == [1, 2, 4, 6]
+    pretrained = read_json(experiments / "encoders/pretrained/pretraining.json")
+    assert pretrained["steps"] == 3
+    assert any(name.startswith("pretrained-encoders_pretrained") for name in layers)
+    assert any(name.startswith("embeddings-encoders_pretrained") for name in layers)
+
+
+def test_figures_match_the_pipe_and_the_conversion_reports(experiments):
+    figures = read_json(experiments / "docs/figures/figures.json")
+    nlp = spacy.load(experiments / "training/default/model-best")
+    tags = nlp.get_pipe("bert_crf_ner").tags
+    assert figures["crf_transitions"]["row_labels"] == ["START", *tags]
+    assert figures["crf_transitions"]["col_labels"] == [*tags, "END"]
+    for split in ("train", "dev", "test"):
+        report = read_json(experiments / f"corpus/{split}.json")
+        plotted = {label: count for label, count in figures["label_distribution"][split].items() if count}
+        assert plotted == report["entities"]
+    for name in ("label_distribution", "sentence_lengths", "crf_transitions", "training_curves", "confusion_matrix"):
+        assert (experiments / f"docs/figures/{name}.png").stat().st_size > 0
+
+
+def test_report_holds_the_measured_numbers(experiments):
+    report = (experiments / "docs/REPORT.md").read_text(encoding="utf-8")
+    assert "Not run" not in report
+    for name in ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr"):
+        summary = read_json(experiments / f"metrics/experiments/{name}.json")
+        for result in summary["variants"]:
+            assert f"| {result['variant']} | {100 * result['test']['ents_p']:.2f} |" in report
+    scores = read_json(experiments / "metrics/report_run.json")
+    assert f"| all entities | {100 * scores['ents_p']:.2f} | {100 * scores['ents_r']:.2f} | {100 * scores['ents_f']:.2f} |" in report
+    assert (experiments / "docs/figures/predictions.html").read_text(encoding="utf-8").count('class="entity"') > 0

@@ -1,20 +1,12 @@
 """The typer CLIs, run as a user runs them."""
 import json
-import subprocess
-import sys
 
 import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from conftest import ROOT, tagger_config
-
-
-def run_script(name, *args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True, text=True
-    )
+from conftest import run_script, tagger_config
 
 
 def test_convert_writes_docbin_and_report(tmp_path):

@@ -3,8 +3,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import spacy
@@ -23,7 +21,7 @@ from spacy_bert_crf.visualize import (
     predict_sample,
     render_entities,
 )
-from conftest import ROOT, tagger_config
+from conftest import run_script, tagger_config
 
 needs_chromium = pytest.mark.skipif(
     not any(shutil.which(name) for name in CHROMIUM_NAMES),
@@ -128,17 +126,8 @@ def shown_text(page):
     return re.sub(r"<span[^>]*>[^<]*</span>|<[^>]+>|\s+", "", body)
 
 
-def run_cli(*args, env=None):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "render_predictions.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-
-
 def test_cli_without_check_writes_only_the_page(saved_pipeline, text_file, tmp_path):
-    result = run_cli(saved_pipeline, text_file, tmp_path / "out.html", "--n", "2", "--no-check")
+    result = run_script("render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", "--n", "2", "--no-check")
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "out.html").read_text(encoding="utf-8")
     assert shown_text(page) == "人民网1月1日讯我爱北京"
@@ -147,7 +136,7 @@ def test_cli_without_check_writes_only_the_page(saved_pipeline, text_file, tmp_p
 
 @needs_chromium
 def test_cli_check_writes_its_result(saved_pipeline, text_file, tmp_path):
-    result = run_cli(saved_pipeline, text_file, tmp_path / "out.html", "--screenshot", tmp_path / "shot.png")
+    result = run_script("render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", "--screenshot", tmp_path / "shot.png")
     assert result.returncode == 0, result.stderr
     written = json.loads((tmp_path / "out.check.json").read_text(encoding="utf-8"))
     assert json.loads(result.stdout[result.stdout.index("{"):]) == written
@@ -157,7 +146,7 @@ def test_cli_check_writes_its_result(saved_pipeline, text_file, tmp_path):
 
 def test_cli_check_without_a_browser_says_what_to_do(saved_pipeline, text_file, tmp_path):
     # An empty PATH hides every browser; the interpreter is called by its full path.
-    result = run_cli(saved_pipeline, text_file, tmp_path / "out.html", env={**os.environ, "PATH": str(tmp_path)})
+    result = run_script("render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", env={**os.environ, "PATH": str(tmp_path)})
     assert result.returncode == 1
     assert "install chromium" in result.stderr.lower() and "--no-check" in result.stderr
     assert not (tmp_path / "out.html").exists()

@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Sequence, Union
 
 import torch
 from tqdm import tqdm
@@ -57,8 +57,12 @@ class PretrainingSettings:
 
 
 def plain_line(line: str) -> str:
-    """A line of text as prose: the two-file format's `中 国` becomes `中国`."""
-    tokens = split_tokens(line)
+    """A line of text as prose: the two-file format's `中 国` becomes `中国`.
+
+    The line end is dropped first: lines read from a file keep theirs, and the
+    last character with its newline would otherwise be a two-character token.
+    """
+    tokens = split_tokens(line.rstrip("\r\n"))
     if len(tokens) > 1 and all(len(token) == 1 for token in tokens):
         return "".join(tokens)
     return line.strip()

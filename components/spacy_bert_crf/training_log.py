@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from spacy import Language, registry
 from spacy.training.loggers import console_logger_v3
@@ -82,11 +82,12 @@ def _plain(value: Any) -> Any:
     return None if value is None else float(value)
 
 
-def read_training_log(path: Union[str, Path]) -> List[dict]:
-    """The records of a JSONL training log (one JSON object per evaluation), in order.
+def read_training_log(path: Union[str, Path], required: Sequence[str] = LOG_RECORD_KEYS) -> List[dict]:
+    """The records of a JSONL log (one JSON object per line), in order.
 
-    Blank lines are skipped. A line that is not a JSON object with
-    `step`, `losses` and `scores` raises a ValueError naming file and line.
+    Blank lines are skipped. A line that is not a JSON object with the
+    `required` keys (by default those of the training log) raises a
+    ValueError naming file and line.
     """
     records = []
     for line_no, line in enumerate(read_lines(path), start=1):
@@ -96,7 +97,7 @@ def read_training_log(path: Union[str, Path]) -> List[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}:{line_no}: not valid JSON: {error.msg}") from None
-        missing = [key for key in LOG_RECORD_KEYS if not isinstance(record, dict) or key not in record]
+        missing = [key for key in required if not isinstance(record, dict) or key not in record]
         if missing:
             raise ValueError(f"{path}:{line_no}: not a training log record: no {', '.join(missing)}")
         records.append(record)
