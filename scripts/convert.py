@@ -1,30 +1,44 @@
-"""Convert the report's two-file BIO format (text + tags) into a spaCy DocBin."""
+"""Convert NER data in any common format (two-file, CoNLL, CLUENER, spaCy JSONL) into a spaCy DocBin."""
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Literal, Optional
 
 import spacy
 import typer
 from spacy.tokens import DocBin
 
-from spacy_bert_crf.formats import DataFormatError, read_two_file
+from spacy_bert_crf.formats import FORMATS, DataFormatError, read_docs
+from spacy_bert_crf.schemes import SCHEMES
 
 
 def main(
-    text_file: Path = typer.Argument(..., help="One sentence a line, characters separated by spaces (.gz ok)"),
-    tag_file: Path = typer.Argument(..., help="One tag per character, e.g. B_LOC I_LOC O (.gz ok)"),
-    output_file: Path = typer.Argument(..., help="The .spacy DocBin to write"),
+    paths: List[Path] = typer.Argument(
+        ...,
+        metavar="INPUT_FILE OUTPUT_FILE | TEXT_FILE TAG_FILE OUTPUT_FILE",
+        help="The data (.gz ok), or the two-file format's text and tag files, then the .spacy DocBin to write",
+    ),
+    # Literal[tuple] lists the tuple's items as the choices, so they stay those of the package.
+    format: Literal[("auto", *FORMATS)] = typer.Option("auto", "--format", help="The input's format; auto detects it"),
+    scheme: Literal[("auto", *SCHEMES)] = typer.Option("auto", "--scheme", help="The tags' scheme; auto detects it"),
+    strict: bool = typer.Option(False, "--strict", help="Refuse any input that needs a repair"),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the JSON conversion report here"),
     lang: str = typer.Option("zh", "--lang", help="Language of the Docs' vocab"),
 ):
-    """Convert TEXT_FILE + TAG_FILE into OUTPUT_FILE and print a JSON report."""
+    """Convert INPUT_FILE (or TEXT_FILE + TAG_FILE) into OUTPUT_FILE and print a JSON report."""
+    *inputs, output_file = paths
+    if len(inputs) not in (1, 2):
+        raise typer.BadParameter("expected INPUT_FILE OUTPUT_FILE or TEXT_FILE TAG_FILE OUTPUT_FILE")
+    tag_file = inputs[1] if len(inputs) == 2 else None
+    if tag_file is not None and format not in ("auto", "lines"):
+        raise typer.BadParameter(f"a TAG_FILE goes with --format lines, not {format}")
     try:
-        docs, conversion = read_two_file(text_file, tag_file, spacy.blank(lang).vocab)
-    except DataFormatError as error:
+        docs, conversion = read_docs(inputs[0], spacy.blank(lang).vocab, format, scheme, strict, tag_file)
+    except (DataFormatError, OSError) as error:
         typer.echo(f"✘ Cannot convert: {error}", err=True)
         raise typer.Exit(1)
     output_file.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs, store_user_data=False).to_disk(output_file)
+    # User data holds what a CoNLL line had besides character and tag, for export.py.
+    DocBin(docs=docs, store_user_data=True).to_disk(output_file)
     summary = json.dumps(conversion.to_dict(), ensure_ascii=False, indent=2)
     print(summary)
     if report is not None:

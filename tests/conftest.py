@@ -1,10 +1,13 @@
 """Shared fixtures: a tiny encoder the tests build themselves, and slices of real data."""
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import spacy
+import typer
+from typer.testing import CliRunner, Result
 
 from spacy_bert_crf.encoders import EncoderShape, build_encoder
 from spacy_bert_crf.formats import read_two_file
@@ -60,3 +63,17 @@ def run_script(name: str, *args, env=None, cwd=ROOT) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd
     )
+
+
+def invoke_script(name: str, *args) -> Result:
+    """Run `scripts/<name>`'s CLI inside this process, as `run_script` does in a new one.
+
+    A new Python process spends seconds importing spaCy and torch; error paths,
+    which a suite wants many of, need no more than the same command in-process.
+    """
+    spec = importlib.util.spec_from_file_location(Path(name).stem, ROOT / "scripts" / name)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    app = typer.Typer()
+    app.command()(script.main)
+    return CliRunner().invoke(app, [str(arg) for arg in args])

@@ -1,4 +1,4 @@
-"""The typer CLIs, run as a user runs them."""
+"""The typer CLIs, run as a user runs them (or in-process, for their many error paths)."""
 import json
 
 import pytest
@@ -6,7 +6,8 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from conftest import run_script, tagger_config
+from spacy_bert_crf.formats import read_docs
+from conftest import ASSETS, invoke_script, run_script, tagger_config
 
 
 def test_convert_writes_docbin_and_report(tmp_path):
@@ -36,10 +37,93 @@ def test_convert_writes_docbin_and_report(tmp_path):
 def test_convert_fails_with_file_and_line(tmp_path, text, tags, message):
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
     (tmp_path / "a_TAG.txt").write_text(tags, encoding="utf-8")
-    result = run_script("convert.py", tmp_path / "a.txt", tmp_path / "a_TAG.txt", tmp_path / "out.spacy")
-    assert result.returncode == 1
+    result = invoke_script("convert.py", tmp_path / "a.txt", tmp_path / "a_TAG.txt", tmp_path / "out.spacy")
+    assert result.exit_code == 1
     assert message in result.stderr
     assert not (tmp_path / "out.spacy").exists()
+
+
+WEIBO = "科0\tB-ORG.NAM\n大1\tI-ORG.NAM\n好0\tO\n\n[0\tO\n北0\tB-GPE.NAM\n京1\tI-GPE.NAM\n\n"
+CLUENER = '{\n    "text": "叶老桂博士",\n    "label": {\n        "name": {\n            "叶老桂": [[0, 2]]\n        }\n    }\n}\n'
+JSONL = '{"text": "四川", "entities": [[0, 2, "LOC"]]}\n{"text": "没有标注"}\n'
+
+
+@pytest.mark.parametrize(
+    "name,text,options,expected",
+    [
+        ("a.conll", WEIBO, [], {"format": "conll", "scheme": "bio", "entities": {"GPE.NAM": 1, "ORG.NAM": 1}}),
+        ("a.txt", "北 I-LOC\n京 I-LOC\n\n", ["--format", "conll", "--scheme", "bio"],
+         {"scheme": "bio", "repairs_total": 1}),
+        ("a.json", CLUENER, [], {"format": "cluener", "entities": {"name": 1}}),
+        ("a.jsonl", JSONL, [], {"format": "jsonl", "sentences": 2, "unannotated": 1}),
+    ],
+)
+def test_convert_reads_one_file_of_any_format(tmp_path, name, text, options, expected):
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    result = invoke_script("convert.py", tmp_path / name, tmp_path / "out.spacy", *options)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {key: report[key] for key in expected} == expected
+    assert len(DocBin().from_disk(tmp_path / "out.spacy")) == report["sentences"]
+
+
+@pytest.mark.parametrize(
+    "name,text,options,message",
+    [
+        ("a.conll", "我 O\n爱 O X\n", [], "{tmp_path}/a.conll:2: 3 columns: expected 2"),
+        ("a.conll", "我 O\n北 I-LOC\n", ["--strict", "--scheme", "bio"], "{tmp_path}/a.conll:2: I-LOC continues no LOC entity"),
+        ("a.json", '{"text": "a"}\n{"text": "b",}\n', [], "{tmp_path}/a.json:2: invalid JSON"),
+        ("a.jsonl", '{"text": "ab", "entities": [[0, 3, "X"]]}\n', [], "{tmp_path}/a.jsonl:1: X span [0, 3) is out of range"),
+        ("a.txt", "我 爱\n", [], "{tmp_path}/a.txt:1: cannot tell the format"),
+        ("a.txt", "我 爱\n", ["--format", "lines"], "[Errno 2] No such file or directory: '{tmp_path}/a_TAG.txt'"),
+    ],
+)
+def test_convert_fails_on_one_file_with_file_and_line(tmp_path, name, text, options, message):
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    result = invoke_script("convert.py", tmp_path / name, tmp_path / "out.spacy", *options)
+    assert result.exit_code == 1
+    assert f"✘ Cannot convert: {message.format(tmp_path=tmp_path)}" in result.stderr
+    assert not (tmp_path / "out.spacy").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["a.conll"], ["a.txt", "a_TAG.txt", "b.txt", "out.spacy"], ["a.txt", "a_TAG.txt", "out.spacy", "--format", "conll"]],
+)
+def test_convert_needs_one_or_two_inputs_then_an_output(tmp_path, args):
+    assert invoke_script("convert.py", *args).exit_code == 2
+
+
+def test_export_gives_the_converted_file_back(tmp_path):
+    # The first 40 sentences of Weibo NER's dev set: tabs, segmentation digits, BIO.
+    sentences = (ASSETS / "weibo" / "weiboNER_2nd_conll.dev").read_text(encoding="utf-8").split("\n\n")
+    source = tmp_path / "weibo.dev"
+    source.write_text("".join(sentence + "\n\n" for sentence in sentences[:40]), encoding="utf-8")
+    assert invoke_script("convert.py", source, tmp_path / "weibo.spacy").exit_code == 0
+    result = run_script("export.py", tmp_path / "weibo.spacy", tmp_path / "back.dev", "--format", "conll")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "back.dev").read_bytes() == source.read_bytes()
+    result = invoke_script(
+        "export.py", tmp_path / "weibo.spacy", tmp_path / "back.txt", "--format", "lines", "--separator", "_", "--scheme", "bmes"
+    )
+    assert result.exit_code == 0, result.stderr
+    vocab = spacy.blank("zh").vocab
+    exported, report = read_docs(tmp_path / "back.txt", vocab)
+    assert (report.format, report.scheme, report.tag_notation) == ("lines", "bmes", "_")
+    converted = DocBin().from_disk(tmp_path / "weibo.spacy").get_docs(vocab)
+    assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in exported] == [
+        [(e.start, e.end, e.label_) for e in doc.ents] for doc in converted
+    ]
+
+
+def test_export_fails_on_what_its_format_cannot_hold(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "a  b", "entities": []}\n', encoding="utf-8")
+    assert invoke_script("convert.py", tmp_path / "a.jsonl", tmp_path / "a.spacy").exit_code == 0
+    result = invoke_script("export.py", tmp_path / "a.spacy", tmp_path / "a.txt", "--format", "lines")
+    assert result.exit_code == 1
+    assert "✘ Cannot export: cannot write the token ' '" in result.stderr
+    two_outputs = [tmp_path / "a.conll", tmp_path / "b.conll"]
+    assert invoke_script("export.py", tmp_path / "a.spacy", *two_outputs, "--format", "conll").exit_code == 2
 
 
 @pytest.fixture(scope="module")
