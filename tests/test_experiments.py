@@ -162,7 +162,7 @@ def test_report_is_rendered_from_the_json(report_inputs):
     assert "| crf | 61.00 | 59.00 | 60.00 |" in text and "| crf_lr_x1 | 51.00 |" in text
     # crf_lr_x10 is compare-heads' crf run: said so, and its time counted once per experiment step.
     assert "crf_lr_x10: the identical run of an experiment above" in text
-    assert "All four experiment steps together: 3.0 min" in text
+    assert "The experiment steps above, 2 of 4 run, took 3.0 min of wall time together." in text
     assert "### `compare-layers`\n\nNot run" in text and "### `compare-init`\n\nNot run" in text
     assert "40 steps, 163,840 tokens in 2.8 min on cpu; MLM loss 9.50 at step 10 → 7.40 at step 40" in text
     assert "![CRF transitions](figures/crf_transitions.png)" in text

@@ -110,6 +110,7 @@ def _run_section(run: PathLike, scores: Dict[str, Any], figures: Dict[str, Any],
 def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path) -> str:
     lines = ["## 3. Comparisons"]
     total = 0.0
+    completed = 0
     trained_runs = set()
     for name in EXPERIMENTS:
         path = experiments_dir / f"{name}.json"
@@ -118,6 +119,7 @@ def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path)
             continue
         summary = _read_json(path)
         total += summary["wall_seconds"]
+        completed += 1
         settings = summary["settings"]
         figure = figures_dir / "experiments" / summary["figure"]
         figure.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +139,7 @@ def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path)
             "",
             _image(summary["title"], figure, output),
         ]
-    lines += ["", f"All four experiment steps together: {total / 60:.1f} min of wall time."]
+    lines += ["", f"The experiment steps above, {completed} of {len(EXPERIMENTS)} run, took {total / 60:.1f} min of wall time together."]
     return "\n".join(lines)
 
 
