@@ -30,7 +30,6 @@ START = "START"
 END = "END"
 # Annotating cells beyond O + 6 entity types (13 tags) makes them unreadable.
 MAX_ANNOTATED_TAGS = 13
-# Keys every training-log record needs for `training_curves`.
 
 
 def label_distribution(reports: Dict[str, dict], path: PathLike) -> Dict[str, Dict[str, int]]:
@@ -177,9 +176,7 @@ def training_curves(
     {"step", "loss", "score"}}}`.
     """
     runs = {name: _curve(name, records, score) for name, records in logs.items()}
-    figure = Figure(figsize=(12, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    loss_ax, score_ax = figure.subplots(1, 2)
+    figure, (loss_ax, score_ax) = _new_figure(size=(12, 4.5), columns=2)
     for name, curve in runs.items():
         loss_ax.plot(curve["step"], curve["loss"], marker=".", label=name)
         scores = [numpy.nan if value is None else value for value in curve["score"]]
@@ -341,10 +338,11 @@ def _to_numpy(parameter) -> numpy.ndarray:
     return parameter.detach().float().cpu().numpy()
 
 
-def _new_figure(size: Tuple[float, float] = (8, 5)) -> Tuple[Figure, Axes]:
+def _new_figure(size: Tuple[float, float] = (8, 5), columns: int = 1) -> Tuple[Figure, Any]:
+    """A figure on an Agg canvas with `columns` axes side by side (one Axes, or an array of them)."""
     figure = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(figure)
-    return figure, figure.add_subplot()
+    return figure, figure.subplots(1, columns)
 
 
 def _heatmap(

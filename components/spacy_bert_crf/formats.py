@@ -459,17 +459,15 @@ def _conll_sentences(path: PathLike) -> List[_TaggedSentence]:
             rows = []
             blocks.append((line_no, rows))
         rows.append(columns)
-    suffixed = bool(blocks) and all(
-        _SEGMENTATION_SUFFIX.fullmatch(columns[0]) for _, rows in blocks for columns in rows
-    )
+    matches = [[_SEGMENTATION_SUFFIX.fullmatch(columns[0]) for columns in rows] for _, rows in blocks]
+    suffixed = bool(blocks) and all(all(sentence) for sentence in matches)
     sentences = []
-    for line, rows in blocks:
+    for (line, rows), sentence_matches in zip(blocks, matches):
         tokens = [columns[0] for columns in rows]
         layout: Dict[str, object] = {} if delimiter == " " else {"delimiter": delimiter}
         if suffixed:
-            matches = [_SEGMENTATION_SUFFIX.fullmatch(token) for token in tokens]
-            tokens = [match.group(1) for match in matches]
-            layout["suffixes"] = [match.group(2) for match in matches]
+            tokens = [match.group(1) for match in sentence_matches]
+            layout["suffixes"] = [match.group(2) for match in sentence_matches]
         if n_columns > 2:
             layout["columns"] = [columns[1:-1] for columns in rows]
         tags = [columns[-1] for columns in rows]
