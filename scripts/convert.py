@@ -7,7 +7,7 @@ import spacy
 import typer
 from spacy.tokens import DocBin
 
-from spacy_bert_crf.formats import FORMATS, DataFormatError, read_docs
+from spacy_bert_crf.formats import FORMATS, DataFormatError, read_docs, split_train_dev
 from spacy_bert_crf.schemes import SCHEMES
 
 
@@ -23,8 +23,11 @@ def main(
     strict: bool = typer.Option(False, "--strict", help="Refuse any input that needs a repair"),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the JSON conversion report here"),
     lang: str = typer.Option("zh", "--lang", help="Language of the Docs' vocab"),
+    dev_output: Optional[Path] = typer.Option(None, "--dev-output", help="Hold out sentences as a dev set: the DocBin to write them to"),
+    dev_every: int = typer.Option(10, "--dev-every", help="With --dev-output: every N-th sentence goes to dev"),
 ):
-    """Convert INPUT_FILE (or TEXT_FILE + TAG_FILE) into OUTPUT_FILE and print a JSON report."""
+    """Convert INPUT_FILE (or TEXT_FILE + TAG_FILE) into OUTPUT_FILE and print a JSON report
+    (of the whole input, before any --dev-output split)."""
     *inputs, output_file = paths
     if len(inputs) not in (1, 2):
         raise typer.BadParameter("expected INPUT_FILE OUTPUT_FILE or TEXT_FILE TAG_FILE OUTPUT_FILE")
@@ -36,9 +39,14 @@ def main(
     except (DataFormatError, OSError) as error:
         typer.echo(f"✘ Cannot convert: {error}", err=True)
         raise typer.Exit(1)
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    # User data holds what a CoNLL line had besides character and tag, for export.py.
-    DocBin(docs=docs, store_user_data=True).to_disk(output_file)
+    outputs = {output_file: docs}
+    if dev_output is not None:
+        train, dev = split_train_dev(len(docs), dev_every)
+        outputs = {output_file: [docs[i] for i in train], dev_output: [docs[i] for i in dev]}
+    for path, split in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # User data holds what a CoNLL line had besides character and tag, for export.py.
+        DocBin(docs=split, store_user_data=True).to_disk(path)
     summary = json.dumps(conversion.to_dict(), ensure_ascii=False, indent=2)
     print(summary)
     if report is not None:

@@ -1,11 +1,14 @@
 import itertools
+import math
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_bert_crf.crf import CRFHead, SoftmaxHead, TransitionMasks
-from spacy_bert_crf.schemes import allowed_transitions, bio_tags, is_valid_bio
+from spacy.training.iob_utils import iob_to_biluo
+
+from spacy_bert_crf.crf import CRFHead, SoftmaxHead, TransitionMasks, entity_spans
+from spacy_bert_crf.schemes import allowed_transitions, bio_tags, inside_of_begin, is_valid_bio
 
 TAGS = bio_tags(["A"])  # O, B-A, I-A: small enough to enumerate every sequence
 ALLOWED = TransitionMasks.from_allowed(allowed_transitions(tuple(TAGS)), "cpu")
@@ -105,3 +108,78 @@ def test_softmax_head_decodes_valid_argmax():
 def test_empty_batch_and_padding():
     head = CRFHead(3)
     assert head.decode(torch.zeros(2, 0, 3), torch.zeros(2, 0, dtype=torch.bool)).shape == (2, 0)
+
+
+TWO_TYPES = bio_tags(["A", "B"])  # O, B-A, I-A, B-B, I-B
+
+
+def has_entity(path, first, last, begin, inside):
+    """Whether a tag path has exactly the entity begin inside… over [first, last]."""
+    body = path[first] == begin and all(tag == inside for tag in path[first + 1 : last + 1])
+    return body and (last + 1 == len(path) or path[last + 1] != inside)
+
+
+def every_span(length, n_types):
+    return [
+        (first, last, 1 + 2 * kind, 2 + 2 * kind)
+        for first in range(length)
+        for last in range(first, length)
+        for kind in range(n_types)
+    ]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_steps=st.integers(1, 5), constrained=st.booleans(), crf=st.booleans())
+def test_entity_probabilities_equal_brute_force(seed, n_steps, constrained, crf):
+    n_tags = len(TWO_TYPES)
+    emissions, mask, lengths = random_batch(seed, 3, n_steps, n_tags)
+    head = random_head(seed, n_tags) if crf else SoftmaxHead(n_tags)
+    allowed = TransitionMasks.for_tags(tuple(TWO_TYPES), torch.device("cpu")) if constrained else None
+    spans = [(row, *span) for row, length in enumerate(lengths.tolist()) for span in every_span(length, 2)]
+    ours = head.entity_probabilities(emissions, mask, torch.tensor(spans), allowed)
+    chain = [part.detach().double().numpy() for part in head.chain(emissions).constrained(allowed)]
+    weights = [path_weights(chain, row, int(length)) for row, length in enumerate(lengths)]
+    for (row, first, last, begin, inside), probability in zip(spans, ours.tolist()):
+        entity = sum(w for path, w in weights[row].items() if has_entity(path, first, last, begin, inside))
+        assert abs(probability - entity / sum(weights[row].values())) < 1e-4
+
+
+def path_weights(chain, row, length):
+    """exp(score) of every tag path of one row of the chain."""
+    emissions, start, transitions, end = chain
+    weights = {}
+    for path in itertools.product(range(len(start)), repeat=length):
+        score = start[path[0]] + end[path[-1]] + sum(emissions[row, t, tag] for t, tag in enumerate(path))
+        weights[path] = math.exp(score + sum(transitions[i, j] for i, j in zip(path[:-1], path[1:])))
+    return weights
+
+
+def test_entity_probabilities_of_a_confident_chain():
+    # Emissions that all but spell B-A I-A O: that entity is near certain, a shorter one near impossible.
+    emissions = torch.tensor([[[0.0, 9.0, 0.0], [0.0, 0.0, 9.0], [9.0, 0.0, 0.0]]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    head = SoftmaxHead(3)
+    spans = torch.tensor([[0, 0, 1, 1, 2], [0, 0, 0, 1, 2]])
+    probabilities = head.entity_probabilities(emissions, mask, spans, ALLOWED).tolist()
+    assert probabilities[0] > 0.99 and probabilities[1] < 0.01
+    assert head.entity_probabilities(emissions, mask, torch.zeros((0, 5), dtype=torch.long)).shape == (0,)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_steps=st.integers(1, 8))
+def test_entity_spans_are_the_entities_of_the_paths(seed, n_steps):
+    emissions, mask, lengths = random_batch(seed, 4, n_steps, len(TWO_TYPES))
+    allowed = TransitionMasks.for_tags(tuple(TWO_TYPES), torch.device("cpu"))
+    paths = random_head(seed, len(TWO_TYPES)).decode(emissions, mask, allowed)
+    inside_of = torch.tensor(inside_of_begin(tuple(TWO_TYPES)))
+    spans = entity_spans(paths, mask, inside_of).tolist()
+    expected = []
+    for row, path in enumerate(paths.tolist()):
+        tags = [TWO_TYPES[i] for i in path[: int(mask[row].sum())]]
+        biluo = iob_to_biluo(tags)
+        for first, tag in enumerate(biluo):
+            if tag[0] in "BU":
+                last = first if tag[0] == "U" else next(i for i in range(first, len(biluo)) if biluo[i][0] == "L")
+                begin = TWO_TYPES.index("B-" + tag[2:])
+                expected.append([row, first, last, begin, begin + 1])
+    assert spans == expected

@@ -6,6 +6,7 @@ import sys
 import numpy
 import pytest
 import spacy
+from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_bert_crf.architectures import head_module
@@ -89,7 +90,37 @@ def test_labels_come_from_the_data(overfitted):
 def test_pipe_equals_call(overfitted, pd2014_docs):
     _, nlp, _, _ = overfitted
     texts = [doc.text for doc in pd2014_docs[:40]] + ODD_TEXTS
-    assert [ents(doc) for doc in nlp.pipe(texts, batch_size=7)] == [ents(nlp(text)) for text in texts]
+    piped, called = list(nlp.pipe(texts, batch_size=7)), [nlp(text) for text in texts]
+    assert [ents(doc) for doc in piped] == [ents(doc) for doc in called]
+    for doc, alone in zip(piped, called):
+        numpy.testing.assert_allclose(doc.spans["ents"].attrs["scores"], alone.spans["ents"].attrs["scores"], atol=1e-4)
+
+
+def test_entities_carry_their_probabilities(overfitted, pd2014_docs, tmp_path):
+    head, nlp, examples, _ = overfitted
+    learned = list(nlp.pipe(eg.reference.text for eg in examples))
+    unseen = list(nlp.pipe(doc.text for doc in pd2014_docs[20:60]))
+    for doc in learned + unseen:
+        group = doc.spans["ents"]
+        assert [(span.start, span.end, span.label_) for span in group] == [(e.start, e.end, e.label_) for e in doc.ents]
+        assert len(group.attrs["scores"]) == len(group)
+        assert all(0.0 < score <= 1.0 for score in group.attrs["scores"])
+    # The training sentences are learned by heart: their entities are likelier than not, and surer than unseen ones.
+    learned_scores = [score for doc in learned for score in doc.spans["ents"].attrs["scores"]]
+    unseen_scores = [score for doc in unseen for score in doc.spans["ents"].attrs["scores"]]
+    assert min(learned_scores) > 0.5, head
+    assert numpy.mean(learned_scores) > numpy.mean(unseen_scores), head
+    reloaded = list(DocBin(docs=learned).from_bytes(DocBin(docs=learned).to_bytes()).get_docs(nlp.vocab))
+    for doc, copy in zip(learned, reloaded):
+        assert list(copy.spans["ents"].attrs["scores"]) == list(doc.spans["ents"].attrs["scores"])
+
+
+def test_no_spans_key_skips_the_probabilities(tiny_encoder, pd2014_docs):
+    nlp = build_nlp(tiny_encoder)
+    nlp.get_pipe("bert_crf_ner").cfg["spans_key"] = None
+    nlp.initialize(lambda: train_examples(nlp, pd2014_docs[:4]))
+    doc = nlp(pd2014_docs[0].text)
+    assert "ents" not in doc.spans
 
 
 @pytest.mark.parametrize("text", ODD_TEXTS)
@@ -146,7 +177,7 @@ def test_predict_never_emits_invalid_bio(tiny_encoder, pd2014_docs):
     bias[inside] += 100.0  # every token's best tag alone is some I-X
     output.set_param("b", bias)
     docs = [nlp.make_doc(doc.text) for doc in pd2014_docs[:10]]
-    for tag_ids in ner.predict(docs):
+    for tag_ids in ner.predict(docs)[0]:
         tags = [ner.tags[i] for i in tag_ids]
         assert any(tag.startswith("I-") for tag in tags)
         assert is_valid_bio(tags)

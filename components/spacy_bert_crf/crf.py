@@ -13,13 +13,14 @@ step) and cannot forbid transitions. Here the traceback is a `gather` over the
 whole batch, and forbidden transitions get a score no path can afford, so the
 result is the best *valid* sequence rather than a repaired invalid one.
 """
-from typing import NamedTuple, Optional
+from functools import lru_cache
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
 from torchcrf import CRF
 
-from .schemes import AllowedTransitions
+from .schemes import AllowedTransitions, allowed_transitions
 
 # Finite rather than -inf: a row of -inf turns max/argmax into NaN arithmetic.
 FORBIDDEN = -1e4
@@ -36,36 +37,51 @@ class TransitionMasks(NamedTuple):
     def from_allowed(cls, allowed: AllowedTransitions, device) -> "TransitionMasks":
         return cls(*(torch.as_tensor(mask, device=device) for mask in allowed))
 
+    @classmethod
+    @lru_cache(maxsize=16)
+    def for_tags(cls, tags: Tuple[str, ...], device: torch.device) -> "TransitionMasks":
+        """The masks of a valid BIO sequence over `tags`, built once per tag set and device."""
+        return cls.from_allowed(allowed_transitions(tags), device)
 
-def viterbi_decode(
-    emissions: torch.Tensor,
-    mask: torch.Tensor,
-    start: torch.Tensor,
-    transitions: torch.Tensor,
-    end: torch.Tensor,
-    allowed: Optional[TransitionMasks] = None,
-) -> torch.Tensor:
+
+class ChainScores(NamedTuple):
+    """The scores of a linear chain: a path's score is the sum of its
+    emissions, its transitions, and its start and end scores."""
+
+    emissions: torch.Tensor  # (batch, time, tags)
+    start: torch.Tensor  # (tags,)
+    transitions: torch.Tensor  # (previous tag, next tag)
+    end: torch.Tensor  # (tags,)
+
+    def constrained(self, allowed: Optional[TransitionMasks]) -> "ChainScores":
+        """The same chain, where a forbidden transition costs more than any path can make up."""
+        if allowed is None:
+            return self
+        return ChainScores(
+            self.emissions,
+            self.start.masked_fill(~allowed.start, FORBIDDEN),
+            self.transitions.masked_fill(~allowed.transitions, FORBIDDEN),
+            self.end.masked_fill(~allowed.end, FORBIDDEN),
+        )
+
+
+def viterbi_decode(chain: ChainScores, mask: torch.Tensor, allowed: Optional[TransitionMasks] = None) -> torch.Tensor:
     """Best tag sequences for a padded batch, as a (batch, time) long tensor.
 
-    emissions: (batch, time, tags); mask: (batch, time) bool, each row a prefix
-    of ones (and its first step on). Padding positions are returned as 0.
+    mask: (batch, time) bool, each row a prefix of ones (and its first step
+    on). Padding positions are returned as 0.
     """
-    emissions = emissions.float()
-    if allowed is not None:
-        start = start.masked_fill(~allowed.start, FORBIDDEN)
-        transitions = transitions.masked_fill(~allowed.transitions, FORBIDDEN)
-        end = end.masked_fill(~allowed.end, FORBIDDEN)
+    emissions, start, transitions, end = chain.constrained(allowed)
     batch_size, n_steps, _ = emissions.shape
     if n_steps == 0:
         return torch.zeros((batch_size, 0), dtype=torch.long, device=emissions.device)
     score = start + emissions[:, 0]
-    backpointers = []
+    backpointers = emissions.new_zeros((n_steps, batch_size, emissions.shape[2]), dtype=torch.long)
     for step in range(1, n_steps):
         # (batch, previous tag, next tag)
         candidates = score.unsqueeze(2) + transitions + emissions[:, step].unsqueeze(1)
-        best, best_previous = candidates.max(dim=1)
+        best, backpointers[step] = candidates.max(dim=1)
         score = torch.where(mask[:, step].unsqueeze(1), best, score)
-        backpointers.append(best_previous)
     score = score + end
     lengths = mask.sum(dim=1)
     current = score.argmax(dim=1)
@@ -74,57 +90,148 @@ def viterbi_decode(
     # tag until their own last step is reached.
     for step in range(n_steps - 1, 0, -1):
         path[:, step] = current
-        previous = backpointers[step - 1].gather(1, current.unsqueeze(1)).squeeze(1)
+        previous = backpointers[step].gather(1, current.unsqueeze(1)).squeeze(1)
         current = torch.where(step < lengths, previous, current)
     path[:, 0] = current
     return path.masked_fill(~mask, 0)
 
 
-class CRFHead(nn.Module):
+def forward_backward(chain: ChainScores, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-sum-exp scores of all paths, per step and tag: (alpha, beta, log Z).
+
+    alpha[b, t, y]: all prefixes that end in tag y at step t, its emission included;
+    beta[b, t, y]: all suffixes after tag y at step t, the end score included;
+    log_z[b]: all paths. exp(alpha + beta - log Z) is the marginal of tag y at t.
+    """
+    emissions = chain.emissions
+    batch_size, n_steps, n_tags = emissions.shape
+    alpha = emissions.new_empty((batch_size, n_steps, n_tags))
+    beta = emissions.new_empty((batch_size, n_steps, n_tags))
+    alpha[:, 0] = chain.start + emissions[:, 0]
+    for step in range(1, n_steps):
+        summed = torch.logsumexp(alpha[:, step - 1].unsqueeze(2) + chain.transitions, dim=1) + emissions[:, step]
+        alpha[:, step] = torch.where(mask[:, step].unsqueeze(1), summed, alpha[:, step - 1])
+    beta[:, n_steps - 1] = chain.end
+    for step in range(n_steps - 2, -1, -1):
+        following = emissions[:, step + 1] + beta[:, step + 1]
+        summed = torch.logsumexp(chain.transitions + following.unsqueeze(1), dim=2)
+        # A step followed by padding is its row's last: only the end score follows.
+        beta[:, step] = torch.where(mask[:, step + 1].unsqueeze(1), summed, chain.end)
+    last = mask.sum(dim=1) - 1
+    rows = torch.arange(batch_size, device=emissions.device)
+    log_z = torch.logsumexp(alpha[rows, last] + chain.end, dim=1)
+    return alpha, beta, log_z
+
+
+def span_probabilities(chain: ChainScores, mask: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """The exact marginal probability of each span as an entity, under the chain.
+
+    spans: (n, 5) long, rows of (batch row, first step, last step, begin tag,
+    inside tag). A span's probability is that of all paths that tag its first
+    step `begin`, its other steps `inside`, and the step after it anything but
+    `inside`: the probability that exactly this entity is there.
+    """
+    if not len(spans):
+        return chain.emissions.new_zeros((0,))
+    alpha, beta, log_z = forward_backward(chain, mask)
+    emissions, _, transitions, end = chain
+    row, first, last, begin, inside = spans.unbind(1)
+    # Emissions summed along the inside tag: a prefix sum, read at both ends.
+    cumulative = torch.nn.functional.pad(emissions.cumsum(dim=1), (0, 0, 1, 0))
+    inside_emissions = cumulative[row, last + 1, inside] - cumulative[row, first + 1, inside]
+    n_inside = last - first
+    inside_transitions = torch.where(
+        n_inside > 0, transitions[begin, inside] + (n_inside - 1) * transitions[inside, inside], torch.zeros_like(inside_emissions)
+    )
+    final_tag = torch.where(n_inside > 0, inside, begin)
+    is_last = last == mask.sum(dim=1)[row] - 1
+    after = (last + 1).clamp(max=emissions.shape[1] - 1)
+    following = transitions[final_tag] + emissions[row, after] + beta[row, after]
+    following = following.scatter(1, inside.unsqueeze(1), float("-inf"))
+    leaving = torch.where(is_last, end[final_tag], torch.logsumexp(following, dim=1))
+    log_probability = alpha[row, first, begin] + inside_emissions + inside_transitions + leaving - log_z[row]
+    return log_probability.exp().clamp(max=1.0)
+
+
+def entity_spans(paths: torch.Tensor, mask: torch.Tensor, inside_of: torch.Tensor) -> torch.Tensor:
+    """The entities of valid BIO tag paths, as `span_probabilities` takes them.
+
+    paths, mask: (batch, time); inside_of[tag]: the `I-X` of a `B-X`, else -1.
+    Returns (n, 5) rows of (batch row, first, last, begin tag, inside tag),
+    ordered by row, then by position. In a valid path an entity is its `B-X`
+    and the `I-X` that follow it, so it ends before the next step that is not
+    an inside tag.
+    """
+    batch_size, n_steps = paths.shape
+    row, first = (inside_of[paths] >= 0).logical_and(mask).nonzero(as_tuple=True)
+    is_inside = torch.isin(paths, inside_of[inside_of >= 0]).logical_and(mask)
+    # One column of False after each row, so that every entity finds its end in its own row.
+    flat = torch.nn.functional.pad(is_inside, (0, 1)).flatten()
+    stops = (~flat).nonzero().squeeze(1)
+    flat_first = row * (n_steps + 1) + first
+    last = stops[torch.searchsorted(stops, flat_first, right=True)] - 1 - row * (n_steps + 1)
+    begin = paths[row, first]
+    return torch.stack([row, first, last, begin, inside_of[begin]], dim=1)
+
+
+class SequenceHead(nn.Module):
+    """What both heads share: decoding and entity probabilities, over the
+    `ChainScores` each head makes of the emissions."""
+
+    def chain(self, emissions: torch.Tensor) -> ChainScores:
+        raise NotImplementedError
+
+    def decode(
+        self,
+        emissions: torch.Tensor,
+        mask: torch.Tensor,
+        allowed: Optional[TransitionMasks] = None,
+    ) -> torch.Tensor:
+        return viterbi_decode(self.chain(emissions), mask, allowed)
+
+    def entity_probabilities(
+        self,
+        emissions: torch.Tensor,
+        mask: torch.Tensor,
+        spans: torch.Tensor,
+        allowed: Optional[TransitionMasks] = None,
+    ) -> torch.Tensor:
+        """`span_probabilities` of `spans` under the head's (constrained) chain."""
+        return span_probabilities(self.chain(emissions).constrained(allowed), mask, spans)
+
+
+class CRFHead(SequenceHead):
     """A linear-chain CRF: learned start, end and tag-to-tag transition scores."""
 
     def __init__(self, num_tags: int):
         super().__init__()
         self.crf = CRF(num_tags, batch_first=True)
 
+    def chain(self, emissions: torch.Tensor) -> ChainScores:
+        crf = self.crf
+        return ChainScores(emissions.float(), crf.start_transitions, crf.transitions, crf.end_transitions)
+
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return -self.crf(emissions.float(), tags, mask, reduction="sum")
 
-    def decode(
-        self,
-        emissions: torch.Tensor,
-        mask: torch.Tensor,
-        allowed: Optional[TransitionMasks] = None,
-    ) -> torch.Tensor:
-        crf = self.crf
-        return viterbi_decode(
-            emissions, mask, crf.start_transitions, crf.transitions, crf.end_transitions, allowed
-        )
 
-
-class SoftmaxHead(nn.Module):
+class SoftmaxHead(SequenceHead):
     """Independent per-token softmax: the report's BERT+Softmax baseline.
 
-    It has no parameters. Its decode is the same constrained Viterbi over
-    log-probabilities with zero transition scores, so it too never emits an
-    invalid sequence: where the per-token argmax is valid, it is the argmax.
+    It has no parameters. Its chain is the log-probabilities with zero
+    transition scores, so its decode is the same constrained Viterbi and it
+    too never emits an invalid sequence: where the per-token argmax is valid,
+    it is the argmax.
     """
 
     def __init__(self, num_tags: int):
         super().__init__()
         self.num_tags = num_tags
 
-    def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(emissions[mask].float(), tags[mask], reduction="sum")
-
-    def decode(
-        self,
-        emissions: torch.Tensor,
-        mask: torch.Tensor,
-        allowed: Optional[TransitionMasks] = None,
-    ) -> torch.Tensor:
+    def chain(self, emissions: torch.Tensor) -> ChainScores:
         log_probs = emissions.float().log_softmax(dim=-1)
         zeros = log_probs.new_zeros(self.num_tags)
-        return viterbi_decode(
-            log_probs, mask, zeros, log_probs.new_zeros((self.num_tags, self.num_tags)), zeros, allowed
-        )
+        return ChainScores(log_probs, zeros, log_probs.new_zeros((self.num_tags, self.num_tags)), zeros)
+
+    def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(emissions[mask].float(), tags[mask], reduction="sum")

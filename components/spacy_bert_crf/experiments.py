@@ -43,6 +43,10 @@ class Variant:
     encoder: str = "random"
     layers: Optional[int] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
+    # Data of its own (compare-corpora); unset, the variant takes [experiment]'s.
+    train: Optional[str] = None
+    dev: Optional[str] = None
+    test: Optional[str] = None
 
     def __post_init__(self):
         if self.encoder not in ENCODER_KINDS:
@@ -125,8 +129,14 @@ def run_experiment(
 
 
 def metrics_table(summary: Dict[str, Any]) -> str:
-    """A Markdown table of one experiment: test P/R/F, token accuracy, best dev F, time."""
-    labels = sorted({label for result in summary["variants"] for label in result["test"]["ents_per_type"]})
+    """A Markdown table of one experiment: test P/R/F, token accuracy, best dev F, time.
+
+    Per-type F columns are shown where every variant has the same entity types.
+    Variants trained on different corpora have different types, and their
+    per-type scores stay in the JSON only.
+    """
+    label_sets = {tuple(sorted(result["test"]["ents_per_type"])) for result in summary["variants"]}
+    labels = list(label_sets.pop()) if len(label_sets) == 1 else []
     header = ["variant", "test P", "test R", "test F", *[f"{label} F" for label in labels], "token acc.", "best dev F (step)", "train time"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
     for result in summary["variants"]:
@@ -152,16 +162,17 @@ def _percent(value: Optional[float]) -> str:
 
 def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path) -> Dict[str, Any]:
     encoder = _encoder_for(variant, settings, runs_dir / "encoders")
+    train, dev, test = (getattr(variant, split) or getattr(settings, split) for split in ("train", "dev", "test"))
     overrides = {
-        "paths.train": settings.train,
-        "paths.dev": settings.dev,
+        "paths.train": train,
+        "paths.dev": dev,
         "paths.encoder": str(encoder),
         "training.max_steps": settings.max_steps,
         "training.eval_frequency": settings.eval_frequency,
         "corpora.dev.limit": settings.dev_limit,
         **variant.overrides,
     }
-    key = _run_key(variant.config, overrides, [settings.train, settings.dev, encoder])
+    key = _run_key(variant.config, overrides, [train, dev, encoder])
     run_dir = runs_dir / key
     if (run_dir / "result.json").exists():
         msg.info(f"{variant.name}: same run as before, {run_dir}")
@@ -188,7 +199,8 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
         "best_dev_f": best["scores"]["ents_f"],
         "best_dev_step": best["step"],
         "train_seconds": log[-1]["seconds"],
-        "test": evaluate_on(nlp, settings.test),
+        "test_data": test,
+        "test": evaluate_on(nlp, test),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result

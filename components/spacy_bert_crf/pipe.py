@@ -10,16 +10,16 @@ import torch
 from spacy.language import Language
 from spacy.pipeline.pipe import deserialize_config
 from spacy.pipeline.trainable_pipe import TrainablePipe
-from spacy.tokens import Doc
+from spacy.tokens import Doc, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.training.iob_utils import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate, torch2xp, xp2torch
-from thinc.types import Floats2d, Ints1d
+from thinc.types import Floats1d, Floats2d, Ints1d
 
 from .architectures import head_module, set_num_tags
-from .crf import TransitionMasks
-from .schemes import OUTSIDE, allowed_transitions, bio_tags
+from .crf import TransitionMasks, entity_spans
+from .schemes import OUTSIDE, bio_tags, inside_of_begin
 from .scoring import score_ner
 
 DEFAULT_MODEL_CONFIG = """
@@ -51,6 +51,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_config={
         "model": DEFAULT_MODEL,
+        "spans_key": "ents",
         "scorer": {"@scorers": "spacy_bert_crf.ner_scorer.v1"},
     },
     default_score_weights={
@@ -62,10 +63,19 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
     },
 )
 def make_bert_crf_ner(
-    nlp: Language, name: str, model: Model[List[Doc], List[Floats2d]], scorer: Optional[Callable]
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats2d]],
+    spans_key: Optional[str],
+    scorer: Optional[Callable],
 ) -> "BertCrfNer":
-    """Create a `bert_crf_ner` pipe: BIO tagging with a CRF (or softmax) head."""
-    return BertCrfNer(nlp.vocab, model, name, scorer=scorer)
+    """Create a `bert_crf_ner` pipe: BIO tagging with a CRF (or softmax) head.
+
+    spans_key: where the entities also go with their probabilities, as
+    `doc.spans[spans_key]` with `.attrs["scores"]` (spancat's layout); None
+    skips computing them.
+    """
+    return BertCrfNer(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
 
 
 class BertCrfNer(TrainablePipe):
@@ -75,6 +85,11 @@ class BertCrfNer(TrainablePipe):
     (`model.get_ref("head")`) turns them into a loss and into the best valid
     BIO sequence. The labels are entity types (`PER`, `LOC`, …), read from the
     training data at `initialize`; the tags are `O` and `B-X`/`I-X` for each.
+
+    Each entity's probability is its exact marginal under the head's chain
+    (forward-backward): the probability that exactly this span, with this
+    type, is an entity. With `spans_key` set, `doc.spans[spans_key]` holds the
+    entities and `.attrs["scores"]` their probabilities, in the same order.
     """
 
     def __init__(
@@ -83,18 +98,23 @@ class BertCrfNer(TrainablePipe):
         model: Model[List[Doc], List[Floats2d]],
         name: str = "bert_crf_ner",
         *,
+        spans_key: Optional[str] = "ents",
         scorer: Optional[Callable] = score_ner,
     ):
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg = {"labels": []}
+        self.cfg = {"labels": [], "spans_key": spans_key}
 
     @property
     def labels(self) -> Tuple[str, ...]:
         """The entity types this pipe predicts."""
         return tuple(self.cfg["labels"])
+
+    @property
+    def spans_key(self) -> Optional[str]:
+        return self.cfg["spans_key"]
 
     @property
     def label_data(self) -> List[str]:
@@ -140,24 +160,32 @@ class BertCrfNer(TrainablePipe):
         doc_sample = list(islice((eg.x for eg in get_examples() if len(eg.x)), 10))
         self.model.initialize(X=doc_sample)
 
-    def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
-        """The best valid BIO sequence of tag ids for each Doc. No side effects."""
+    def predict(self, docs: Iterable[Doc]) -> Tuple[List[Ints1d], List[Floats1d]]:
+        """For each Doc, the best valid BIO sequence of tag ids, and the
+        probability of each entity in it (none without a `spans_key`). No side effects."""
         docs = list(docs)
         tag_ids = [numpy.zeros((0,), dtype="int64") for _ in docs]
+        probabilities = [numpy.zeros((0,), dtype="float32") for _ in docs]
         # Empty Docs have no rows for the encoder to fill, so they skip the model.
         non_empty = [i for i, doc in enumerate(docs) if len(doc)]
         if non_empty:
             emissions = self.model.predict([docs[i] for i in non_empty])
-            for i, ids in zip(non_empty, self._decode(emissions)):
+            for i, ids, doc_probabilities in zip(non_empty, *self._decode(emissions)):
                 tag_ids[i] = ids
-        return tag_ids
+                probabilities[i] = doc_probabilities
+        return tag_ids, probabilities
 
-    def set_annotations(self, docs: Iterable[Doc], tag_ids: List[Ints1d]) -> None:
-        """Set `doc.ents` from the predicted tag ids, replacing earlier entities."""
+    def set_annotations(self, docs: Iterable[Doc], predictions: Tuple[List[Ints1d], List[Floats1d]]) -> None:
+        """Set `doc.ents` from the predicted tag ids, replacing earlier entities,
+        and `doc.spans[spans_key]` with the entities' probabilities."""
         tags = self.tags
-        for doc, ids in zip(docs, tag_ids):
+        for doc, ids, probabilities in zip(docs, *predictions):
             iob = [tags[i] for i in ids]
             doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(iob))
+            if self.spans_key is not None:
+                doc.spans[self.spans_key] = SpanGroup(
+                    doc, name=self.spans_key, spans=list(doc.ents), attrs={"scores": probabilities}
+                )
 
     def update(
         self,
@@ -232,14 +260,24 @@ class BertCrfNer(TrainablePipe):
             ids.append(tag_index[tag])
         return ids
 
-    def _decode(self, emissions: List[Floats2d]) -> List[Ints1d]:
+    def _decode(self, emissions: List[Floats2d]) -> Tuple[List[Ints1d], List[Floats1d]]:
         padded = xp2torch(self.model.ops.pad(emissions))
         lengths = [len(rows) for rows in emissions]
-        allowed = TransitionMasks.from_allowed(allowed_transitions(tuple(self.tags)), padded.device)
+        mask = self._mask(lengths, padded.device)
+        tags = tuple(self.tags)
+        allowed = TransitionMasks.for_tags(tags, padded.device)
+        head = head_module(self.model)
         with torch.no_grad():
-            paths = head_module(self.model).decode(padded, self._mask(lengths, padded.device), allowed)
+            paths = head.decode(padded, mask, allowed)
+            if self.spans_key is None:
+                probabilities = [numpy.zeros((0,), dtype="float32") for _ in lengths]
+            else:
+                spans = entity_spans(paths, mask, torch.as_tensor(inside_of_begin(tags), device=padded.device))
+                flat = head.entity_probabilities(padded, mask, spans, allowed).cpu().numpy()
+                counts = numpy.bincount(spans[:, 0].cpu().numpy(), minlength=len(lengths))
+                probabilities = numpy.split(flat, numpy.cumsum(counts)[:-1])
         paths = paths.cpu().numpy()
-        return [path[:length] for path, length in zip(paths, lengths)]
+        return [path[:length] for path, length in zip(paths, lengths)], probabilities
 
     @staticmethod
     def _mask(lengths: Sequence[int], device) -> torch.Tensor:

@@ -259,6 +259,14 @@ def allowed_transitions(tags: Tuple[str, ...]) -> AllowedTransitions:
     return AllowedTransitions(start, transitions, end)
 
 
+@lru_cache(maxsize=16)
+def inside_of_begin(tags: Tuple[str, ...]) -> Tuple[int, ...]:
+    """For each tag, the index of its entity's `I-X` if it is a `B-X`, else -1."""
+    index = {tag: i for i, tag in enumerate(tags)}
+    parsed = [parse_tag(tag)[0] for tag in tags]
+    return tuple(index[f"{INSIDE}-{tag.label}"] if tag.prefix == BEGIN else -1 for tag in parsed)
+
+
 def is_valid_bio(tags: Sequence[str]) -> bool:
     """Whether a sequence of BIO tags needs no repair (see `to_biluo`)."""
     return not to_biluo([parse_tag(tag)[0] for tag in tags], SCHEMES["bio"])[1]
