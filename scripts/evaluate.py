@@ -1,4 +1,5 @@
-"""Score a trained pipeline on a DocBin: entity P/R/F overall and per type, token accuracy."""
+"""Score a trained pipeline on a DocBin: entity P/R/F overall and per type, token accuracy,
+and how well its entity probabilities are calibrated."""
 import json
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import spacy
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.scoring import evaluate_on, scores_table
+from spacy_bert_crf.scoring import calibration_table, evaluate_on, scores_table
 
 
 def main(
@@ -26,6 +27,8 @@ def main(
     output_file.write_text(json.dumps(scores, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     msg.info(f"{model} on {data_path} ({scores['docs']} docs)")
     print(scores_table(scores))
+    if scores.get("ents_calibration"):
+        print(calibration_table(scores["ents_calibration"]))
     print(f"Speed: {scores['speed']:.0f} words/s")
     msg.good(f"Wrote {output_file}")
 

@@ -203,6 +203,9 @@ def test_scores_include_per_type_and_tag_accuracy(overfitted):
     assert scores["ents_f"] == pytest.approx(1.0)
     assert scores["ents_tag_acc"] == pytest.approx(1.0)
     assert set(scores["ents_per_type"]) == {ent.label_ for eg in examples for ent in eg.reference.ents}
+    calibration = scores["ents_calibration"]
+    assert calibration["entities"] == sum(len(eg.reference.ents) for eg in examples)
+    assert sum(row["precision"] * row["entities"] for row in calibration["bins"]) == pytest.approx(calibration["entities"])
 
 
 @pytest.mark.parametrize("scale", [1.0, 10.0, 100.0])

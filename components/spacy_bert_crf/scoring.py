@@ -1,4 +1,5 @@
-"""Scoring: entity P/R/F overall and per type, and token (tag) accuracy.
+"""Scoring: entity P/R/F overall and per type, token (tag) accuracy, and the
+calibration of the entities' probabilities.
 
 Entity scores are spaCy's own (`Scorer.score_spans`), so they are comparable
 with spaCy's `ner`. Token accuracy is the share of tokens whose BIO tag is
@@ -6,7 +7,9 @@ right, the figure the report gave (99.65% on its dev set). Its key is
 `ents_tag_acc`: `token_acc` already names spaCy's tokenisation accuracy.
 """
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Union
+
+import numpy
 
 from spacy.language import Language
 from spacy.scorer import Scorer
@@ -16,14 +19,52 @@ from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import registry
 
 
-def score_ner(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
-    """`ents_p/r/f`, `ents_per_type` and `ents_tag_acc` for predicted Docs."""
+def score_ner(examples: Iterable[Example], *, spans_key: Optional[str] = None, **kwargs) -> Dict[str, Any]:
+    """`ents_p/r/f`, `ents_per_type` and `ents_tag_acc` for predicted Docs, and
+    `ents_calibration` where the entities' probabilities are in `doc.spans[spans_key]`."""
     examples = list(examples)
     scores = Scorer.score_spans(
         examples, "ents", has_annotation=lambda doc: doc.has_annotation("ENT_IOB"), **kwargs
     )
     scores["ents_tag_acc"] = tag_accuracy(examples)
+    if spans_key is not None:
+        scores["ents_calibration"] = entity_calibration(examples, spans_key)
     return scores
+
+
+def entity_calibration(examples: Iterable[Example], spans_key: str, n_bins: int = 10) -> Optional[Dict[str, Any]]:
+    """Reliability of the entities' probabilities: per probability bin, how many
+    predicted entities fall in it, their mean probability, and the share that
+    is right (same span and type as a gold entity). `ece` is the expected
+    calibration error: the entity-weighted mean gap between the two.
+    None where no predicted entity has a probability.
+    """
+    probabilities, correct = [], []
+    for example in examples:
+        group = example.predicted.spans.get(spans_key)
+        if group is None or "scores" not in group.attrs or not example.reference.has_annotation("ENT_IOB"):
+            continue
+        gold = {(ent.start_char, ent.end_char, ent.label_) for ent in example.reference.ents}
+        for span, probability in zip(group, group.attrs["scores"]):
+            probabilities.append(float(probability))
+            correct.append((span.start_char, span.end_char, span.label_) in gold)
+    if not probabilities:
+        return None
+    probabilities, correct = numpy.asarray(probabilities), numpy.asarray(correct)
+    bins = numpy.minimum((probabilities * n_bins).astype(int), n_bins - 1)
+    table = []
+    for index in range(n_bins):
+        in_bin = bins == index
+        if in_bin.any():
+            table.append({
+                "low": index / n_bins,
+                "high": (index + 1) / n_bins,
+                "entities": int(in_bin.sum()),
+                "mean_probability": float(probabilities[in_bin].mean()),
+                "precision": float(correct[in_bin].mean()),
+            })
+    ece = sum(row["entities"] * abs(row["precision"] - row["mean_probability"]) for row in table) / len(probabilities)
+    return {"entities": len(probabilities), "ece": ece, "bins": table}
 
 
 def evaluate_on(nlp: Language, data_path: Union[str, Path]) -> Dict[str, Any]:
@@ -62,6 +103,18 @@ def scores_table(scores: Dict[str, Any]) -> str:
     for label, prf in sorted((scores.get("ents_per_type") or {}).items()):
         rows.append(_prf_row(label, prf["p"], prf["r"], prf["f"]))
     rows.append(f"\nToken (BIO tag) accuracy: {100 * scores['ents_tag_acc']:.2f}%")
+    return "\n".join(rows)
+
+
+def calibration_table(calibration: Dict[str, Any]) -> str:
+    """A Markdown reliability table: per probability bin, entities, mean probability and precision."""
+    rows = ["| probability | entities | mean probability | precision |", "|---|---:|---:|---:|"]
+    for row in calibration["bins"]:
+        rows.append(
+            f"| {row['low']:.1f}–{row['high']:.1f} | {row['entities']} | "
+            f"{100 * row['mean_probability']:.2f} | {100 * row['precision']:.2f} |"
+        )
+    rows.append(f"\n{calibration['entities']} predicted entities; expected calibration error {100 * calibration['ece']:.2f} points.")
     return "\n".join(rows)
 
 

@@ -1,0 +1,634 @@
+"""Speed and memory of the pipe against its peers: same sentences, encoder weights and batch size.
+
+The systems (`SYSTEMS`):
+
+- `pipeline` (a): our pipe with the CRF head, through `nlp.pipe`, entity
+  probabilities included;
+- `torch_loop` (b): plain PyTorch: the pipe's own BERT and linear layer, then
+  our batched Viterbi;
+- `torch_loop_pytorch_crf` (c): the same loop with pytorch-crf's `decode`;
+- `softmax_pipeline` (d): our pipe with the softmax head;
+- `spacy_ner` (e): spaCy's transition-based `ner` on the same encoder, trained
+  a few steps so that its transition system has seen the labels;
+- `hf_pipeline` (f): transformers' `pipeline("token-classification")` over a
+  `BertForTokenClassification` with the same encoder and linear weights.
+
+`set_up` saves every pipeline once into a work directory; each system then
+runs in a fresh process (`run_benchmark`), so that its peak RSS is its own.
+The sentences are test sentences short enough for one transformer window (and
+without whitespace), so every system sees exactly the same characters.
+
+Long single documents are measured by `measure_long_doc`.
+"""
+import copy
+import json
+import resource
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from itertools import cycle
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy
+import spacy
+import torch
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
+from spacy.util import fix_random_seed
+from tqdm import tqdm
+
+from .architectures import head_module
+from .crf import CRFHead, TransitionMasks
+from .formats import read_docs
+from .pipe import BertCrfNer
+from .schemes import bio_tags
+
+PathLike = Union[str, Path]
+SYSTEMS = ("pipeline", "torch_loop", "torch_loop_pytorch_crf", "softmax_pipeline", "spacy_ner", "hf_pipeline")
+PIPELINES = {"pipeline": "crf", "softmax_pipeline": "softmax", "spacy_ner": "spacy_ner"}
+ARCHITECTURES = {"crf": "spacy_bert_crf.CRFTagger.v1", "softmax": "spacy_bert_crf.SoftmaxTagger.v1"}
+# One transformer window (128 wordpieces) holds [CLS], 126 characters and [SEP].
+MAX_CHARS = 126
+# Dense peak FLOP/s of the GPUs this project is benchmarked on, for the MFU estimate:
+# (fp32 without TF32, fp16/bf16 tensor cores), from NVIDIA's H100 SXM datasheet (H200: same compute).
+PEAK_FLOPS = {"H100": (67e12, 989.4e12), "H200": (67e12, 989.4e12)}
+
+
+@dataclass
+class BenchmarkSettings:
+    """What every system shares. `decode_shape` is (batch, time, tags) of the decoder comparison."""
+
+    encoder: str
+    batch_size: int = 64
+    inference_passes: int = 1
+    train_steps: int = 10
+    ner_train_steps: int = 20
+    gpu_id: int = -1
+    mixed_precision: bool = False
+    decode_shape: Tuple[int, int, int] = (64, 128, 9)
+    decode_repeats: int = 20
+    seed: int = 0
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB.
+
+    Linux's VmHWM, where there is one: `getrusage`'s maxrss survives `exec`, so
+    a freshly spawned process would report its parent's peak if that was higher.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def benchmark_docs(path: PathLike, vocab, limit: Optional[int] = None, max_chars: int = MAX_CHARS) -> List[Doc]:
+    """The gold Docs of a data file that fit one transformer window and hold no whitespace."""
+    docs, _ = read_docs(path, vocab)
+    fitting = [doc for doc in docs if 0 < len(doc.text) <= max_chars and not any(char.isspace() for char in doc.text)]
+    return fitting[:limit] if limit else fitting
+
+
+def set_up(workdir: PathLike, settings: BenchmarkSettings, gold_docs: Sequence[Doc]) -> Path:
+    """Save the gold Docs and every pipeline the systems load into `workdir`.
+
+    The CRF and softmax pipes are initialised (labels from the gold Docs) but
+    not trained: speed does not depend on the weights, and (b), (c) and (f)
+    then share the encoder and linear weights with (a) exactly. spaCy's `ner`
+    is trained `ner_train_steps` steps, as its parser needs to have seen the
+    actions to be timed on them.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=gold_docs).to_disk(workdir / "gold.spacy")
+    for head in ARCHITECTURES:
+        untrained_pipeline(workdir / head, settings, gold_docs, head)
+    fix_random_seed(settings.seed)
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("ner", config={"model": transition_parser_config(settings)})
+    examples = _examples(nlp, gold_docs)
+    optimizer = nlp.initialize(lambda: examples)
+    batches = _batches(examples, settings.batch_size, settings.ner_train_steps)
+    for batch in tqdm(batches, total=settings.ner_train_steps, desc="training spaCy's ner", leave=False):
+        nlp.update(batch, sgd=optimizer)
+    nlp.to_disk(workdir / "spacy_ner")
+    (workdir / "settings.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
+    return workdir
+
+
+def encoder_config(settings: BenchmarkSettings) -> Dict[str, Any]:
+    """spacy-transformers' Tok2VecTransformer on the benchmark's encoder directory."""
+    return {
+        "@architectures": "spacy-transformers.Tok2VecTransformer.v3",
+        "name": settings.encoder,
+        "tokenizer_config": {"use_fast": True},
+        "mixed_precision": settings.mixed_precision,
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+        "pooling": {"@layers": "reduce_mean.v1"},
+    }
+
+
+def transition_parser_config(settings: BenchmarkSettings) -> Dict[str, Any]:
+    """spaCy's transformer `ner` model (as in `spacy init config -G`), on the same encoder."""
+    return {
+        "@architectures": "spacy.TransitionBasedParser.v2",
+        "state_type": "ner",
+        "extra_state_tokens": False,
+        "hidden_width": 64,
+        "maxout_pieces": 2,
+        "use_upper": False,
+        "tok2vec": encoder_config(settings),
+    }
+
+
+def run_benchmark(
+    workdir: PathLike, systems: Iterable[str] = SYSTEMS, on_result: Optional[Callable[[str, Dict[str, Any]], None]] = None
+) -> Dict[str, Dict[str, Any]]:
+    """Measure each system, and the decoders, each in a fresh process."""
+    results = {}
+    for name in [*systems, "decoders"]:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            results[name] = pool.submit(measure_system, name, str(workdir)).result()
+        if on_result is not None:
+            on_result(name, results[name])
+    return results
+
+
+def measure_system(name: str, workdir: str) -> Dict[str, Any]:
+    """One system's figures, in this process: inference (and training) speed, peak RSS."""
+    workdir = Path(workdir)
+    settings = BenchmarkSettings(**json.loads((workdir / "settings.json").read_text(encoding="utf-8")))
+    settings.decode_shape = tuple(settings.decode_shape)
+    torch.manual_seed(settings.seed)
+    if name == "decoders":
+        result = compare_decoders(settings)
+    else:
+        gold = list(DocBin().from_disk(workdir / "gold.spacy").get_docs(spacy.blank("zh").vocab))
+        if name in PIPELINES:
+            result = _measure_pipeline(workdir / PIPELINES[name], gold, settings, train=name == "pipeline")
+        elif name == "hf_pipeline":
+            result = _measure_hf_pipeline(workdir / "crf", gold, settings)
+        else:
+            decoder = "pytorch_crf" if name == "torch_loop_pytorch_crf" else "ours"
+            result = _measure_torch_loop(workdir / "crf", gold, settings, decoder, train=name == "torch_loop")
+    return {**result, "peak_rss_mib": round(peak_rss_mib(), 1), "torch_threads": torch.get_num_threads()}
+
+
+def _device(gpu_id: int) -> torch.device:
+    return torch.device(f"cuda:{gpu_id}") if gpu_id >= 0 else torch.device("cpu")
+
+
+def _synchronize(device: torch.device) -> None:
+    # CUDA runs asynchronously: a timer must wait for the queued work.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _batches(items: Sequence, batch_size: int, n_batches: int) -> Iterable[List]:
+    """`n_batches` batches, cycling through `items`."""
+    source = cycle(items)
+    for _ in range(n_batches):
+        yield [next(source) for _ in range(batch_size)]
+
+
+def _texts(gold: Sequence[Doc]) -> List[str]:
+    return [doc.text for doc in gold]
+
+
+def _timed_passes(run: Callable[[], None], passes: int, device: torch.device) -> float:
+    """Seconds per pass of `run` (the callers warm up on a first batch before)."""
+    start = time.perf_counter()
+    for _ in range(passes):
+        run()
+    _synchronize(device)
+    return (time.perf_counter() - start) / passes
+
+
+def _measure_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSettings, train: bool) -> Dict[str, Any]:
+    """(a), (d), (e): `nlp.pipe` chars/s; for (a) also the CRF step's share and training chars/s."""
+    if settings.gpu_id >= 0:
+        spacy.require_gpu(settings.gpu_id)
+    device = _device(settings.gpu_id)
+    nlp = spacy.load(path)
+    texts = _texts(gold)
+    list(nlp.pipe(texts[: settings.batch_size], batch_size=settings.batch_size))
+    crf_seconds = _time_crf_step(nlp, device)
+    seconds = _timed_passes(lambda: list(nlp.pipe(texts, batch_size=settings.batch_size)), settings.inference_passes, device)
+    chars = sum(map(len, texts))
+    result = {"chars": chars, "sentences": len(texts), "inference_seconds": round(seconds, 4), "chars_per_s": round(chars / seconds, 1)}
+    if crf_seconds is not None:
+        result["crf_seconds"] = round(crf_seconds[0] / settings.inference_passes, 4)
+        result["crf_share"] = round(result["crf_seconds"] / seconds, 4)
+    if train:
+        optimizer = nlp.resume_training()
+        batches = list(_batches(_examples(nlp, gold), settings.batch_size, settings.train_steps + 1))
+        nlp.update(batches[0], sgd=optimizer)
+        train_chars = sum(len(eg.reference.text) for batch in batches[1:] for eg in batch)
+        start = time.perf_counter()
+        for batch in batches[1:]:
+            nlp.update(batch, sgd=optimizer)
+        _synchronize(device)
+        result["train_chars_per_s"] = round(train_chars / (time.perf_counter() - start), 1)
+    return result
+
+
+def _time_crf_step(nlp: Language, device: torch.device) -> Optional[List[float]]:
+    """Time every later call of the pipe's CRF step (Viterbi, entity spans and
+    their probabilities, and the copy back to the CPU): the returned list's one
+    number grows as the pipe runs. None for pipelines without our pipe."""
+    pipes = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, BertCrfNer)]
+    if not pipes:
+        return None
+    total = [0.0]
+    decode = pipes[0]._decode
+
+    def timed_decode(emissions):
+        _synchronize(device)
+        start = time.perf_counter()
+        result = decode(emissions)
+        total[0] += time.perf_counter() - start
+        return result
+
+    pipes[0]._decode = timed_decode
+    return total
+
+
+class _PlainTagger:
+    """(b) and (c): the pipe's BERT, tokenizer, linear layer and head, called by hand."""
+
+    def __init__(self, path: Path, settings: BenchmarkSettings):
+        self.device = _device(settings.gpu_id)
+        self.mixed_precision = settings.mixed_precision
+        ner = spacy.load(path).get_pipe("bert_crf_ner")
+        transformer = next(layer for layer in ner.model.walk() if layer.name == "transformer")
+        self.tokenizer = transformer.tokenizer
+        self.bert = transformer.transformer.to(self.device)
+        output = ner.model.get_ref("output")
+        self.linear = torch.nn.Linear(output.get_dim("nI"), output.get_dim("nO")).to(self.device)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.as_tensor(output.ops.to_numpy(output.get_param("W"))))
+            self.linear.bias.copy_(torch.as_tensor(output.ops.to_numpy(output.get_param("b"))))
+        self.head = head_module(ner.model).to(self.device)
+        self.tags = tuple(ner.tags)
+        self.allowed = TransitionMasks.for_tags(self.tags, self.device)
+
+    def emissions(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(batch, chars, tags) emissions and the mask.
+
+        As in the pipe, the tokenizer sees the raw text, and each character
+        takes the vector of the wordpiece that covers it (a run of digits such
+        as "2013" is one wordpiece, shared by its characters).
+        """
+        encoding = self.tokenizer(list(texts), padding=True, return_offsets_mapping=True, return_tensors="pt")
+        offsets = encoding.pop("offset_mapping")
+        n_chars = max(map(len, texts))
+        piece_of_char = torch.zeros((len(texts), n_chars), dtype=torch.long)
+        for row, row_offsets in enumerate(offsets.tolist()):
+            for piece, (start, end) in enumerate(row_offsets):
+                piece_of_char[row, start:end] = piece
+        inputs = {key: value.to(self.device) for key, value in encoding.items()}
+        with torch.autocast(self.device.type, enabled=self.mixed_precision):
+            hidden = self.bert(**inputs).last_hidden_state
+            index = piece_of_char.to(self.device).unsqueeze(2).expand(-1, -1, hidden.shape[2])
+            emissions = self.linear(hidden.gather(1, index))
+        lengths = torch.tensor([len(text) for text in texts], device=self.device)
+        return emissions.float(), torch.arange(n_chars, device=self.device) < lengths.unsqueeze(1)
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor, decoder: str) -> List[numpy.ndarray]:
+        if decoder == "pytorch_crf":
+            return [numpy.asarray(path) for path in self.head.crf.decode(emissions, mask)]
+        paths = self.head.decode(emissions, mask, self.allowed).cpu().numpy()
+        return [path[:length] for path, length in zip(paths, mask.sum(dim=1).tolist())]
+
+
+def _measure_torch_loop(path: Path, gold: Sequence[Doc], settings: BenchmarkSettings, decoder: str, train: bool) -> Dict[str, Any]:
+    tagger = _PlainTagger(path, settings)
+    tagger.bert.eval()
+    texts = _texts(gold)
+    batches = [texts[i : i + settings.batch_size] for i in range(0, len(texts), settings.batch_size)]
+    decode_seconds = [0.0]
+
+    def run_once():
+        with torch.no_grad():
+            for batch in batches:
+                emissions, mask = tagger.emissions(batch)
+                _synchronize(tagger.device)
+                start = time.perf_counter()
+                tagger.decode(emissions, mask, decoder)
+                decode_seconds[0] += time.perf_counter() - start
+
+    with torch.no_grad():
+        tagger.decode(*tagger.emissions(batches[0]), decoder)
+    seconds = _timed_passes(run_once, settings.inference_passes, tagger.device)
+    chars = sum(map(len, texts))
+    result = {
+        "chars": chars,
+        "sentences": len(texts),
+        "inference_seconds": round(seconds, 4),
+        "chars_per_s": round(chars / seconds, 1),
+        "crf_seconds": round(decode_seconds[0] / settings.inference_passes, 4),
+    }
+    result["crf_share"] = round(result["crf_seconds"] / seconds, 4)
+    if train:
+        result["train_chars_per_s"] = round(_train_torch_loop(tagger, gold, settings), 1)
+    return result
+
+
+def _train_torch_loop(tagger: _PlainTagger, gold: Sequence[Doc], settings: BenchmarkSettings) -> float:
+    """Training chars/s of (b): BERT, linear layer and CRF loss, with AdamW."""
+    tag_index = {tag: i for i, tag in enumerate(tagger.tags)}
+    gold_ids = [[tag_index[tag] for tag in biluo_to_iob(doc_to_biluo_tags(doc))] for doc in gold]
+    samples = list(zip(_texts(gold), gold_ids))
+    parameters = [*tagger.bert.parameters(), *tagger.linear.parameters(), *tagger.head.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=5e-5)
+    scaler = torch.amp.GradScaler(tagger.device.type, enabled=tagger.mixed_precision)
+    tagger.bert.train()
+    batches = list(_batches(samples, settings.batch_size, settings.train_steps + 1))
+    chars = 0
+    for step, batch in enumerate(batches):
+        if step == 1:  # the first step is a warm-up
+            _synchronize(tagger.device)
+            start = time.perf_counter()
+        texts, ids = zip(*batch)
+        emissions, mask = tagger.emissions(texts)
+        gold_tags = torch.nn.utils.rnn.pad_sequence([torch.tensor(row) for row in ids], batch_first=True).to(tagger.device)
+        loss = tagger.head.loss(emissions, gold_tags, mask) / mask.sum()
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        chars += sum(map(len, texts)) if step else 0
+    _synchronize(tagger.device)
+    return chars / (time.perf_counter() - start)
+
+
+def token_classifier(tagger: _PlainTagger):
+    """A `BertForTokenClassification` with the tagger's encoder and linear weights."""
+    from transformers import BertForTokenClassification
+
+    config = copy.deepcopy(tagger.bert.config)
+    config.num_labels = len(tagger.tags)
+    model = BertForTokenClassification(config).to(tagger.device)
+    # BertForTokenClassification has no pooler: the only weights it leaves out.
+    missing, unexpected = model.bert.load_state_dict(tagger.bert.state_dict(), strict=False)
+    if missing or any(not key.startswith("pooler.") for key in unexpected):
+        raise ValueError(f"encoder weights do not match: missing {missing}, unexpected {unexpected}")
+    model.classifier.load_state_dict(tagger.linear.state_dict())
+    return model.eval()
+
+
+def _measure_hf_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSettings) -> Dict[str, Any]:
+    """(f): transformers' token-classification pipeline, weights copied from (a)."""
+    from transformers import pipeline
+
+    tagger = _PlainTagger(path, settings)
+    model = token_classifier(tagger)
+    dtype = torch.float16 if settings.mixed_precision else torch.float32
+    classify = pipeline("token-classification", model=model.to(dtype), tokenizer=tagger.tokenizer, device=tagger.device)
+    texts = _texts(gold)
+    classify(texts[: settings.batch_size], batch_size=settings.batch_size)
+    seconds = _timed_passes(lambda: classify(texts, batch_size=settings.batch_size), settings.inference_passes, tagger.device)
+    chars = sum(map(len, texts))
+    return {"chars": chars, "sentences": len(texts), "inference_seconds": round(seconds, 4), "chars_per_s": round(chars / seconds, 1)}
+
+
+def compare_decoders(settings: BenchmarkSettings) -> Dict[str, Any]:
+    """Median seconds of our Viterbi (BIO-constrained, and not) and pytorch-crf's
+    `decode`, on random emissions of `decode_shape` with every step unmasked.
+    Unconstrained, ours must give pytorch-crf's paths; `paths_equal` says so."""
+    batch_size, n_steps, n_tags = settings.decode_shape
+    device = _device(settings.gpu_id)
+    head = CRFHead(n_tags).to(device)
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.normal_(0, 1)
+    emissions = torch.randn(batch_size, n_steps, n_tags, device=device) * 3
+    mask = torch.ones(batch_size, n_steps, dtype=torch.bool, device=device)
+    labels = [f"L{i}" for i in range((n_tags - 1) // 2)]
+    allowed = TransitionMasks.for_tags(tuple(bio_tags(labels)), device) if len(bio_tags(labels)) == n_tags else None
+
+    def median_seconds(decode: Callable[[], Any]) -> float:
+        decode()
+        times = []
+        for _ in range(settings.decode_repeats):
+            _synchronize(device)
+            start = time.perf_counter()
+            decode()
+            _synchronize(device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    with torch.no_grad():
+        ours = head.decode(emissions, mask).tolist()
+        reference = head.crf.decode(emissions, mask)
+        result = {
+            "shape": list(settings.decode_shape),
+            "our_decode_s": median_seconds(lambda: head.decode(emissions, mask, allowed).cpu()),
+            "our_unconstrained_decode_s": median_seconds(lambda: head.decode(emissions, mask).cpu()),
+            "pytorch_crf_decode_s": median_seconds(lambda: head.crf.decode(emissions, mask)),
+            "paths_equal": ours == reference,
+        }
+    result["our_to_pytorch_crf"] = round(result["our_decode_s"] / result["pytorch_crf_decode_s"], 4)
+    return result
+
+
+def encoder_flops_per_token(config, n_tokens: int) -> float:
+    """Model FLOPs of one forward pass per token of a BERT encoder, for a sequence of `n_tokens`.
+
+    2 FLOPs per multiply-add of the layers' weight matrices (attention Q, K, V
+    and output: 4·d²; feed-forward: 2·d·d_ff), plus the attention scores and
+    their weighted sum (2·n·d each), per layer. Embeddings are lookups, not counted.
+    """
+    d, d_ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    return layers * (2 * (4 * d * d + 2 * d * d_ff) + 4 * n_tokens * d)
+
+
+def model_flops(config, texts: Sequence[str], training: bool = False) -> float:
+    """FLOPs of the encoder over `texts` (one wordpiece per character, plus [CLS] and [SEP]);
+    training counts 3 forward passes' worth (forward, and twice that backward)."""
+    forward = sum((len(text) + 2) * encoder_flops_per_token(config, len(text) + 2) for text in texts)
+    return 3 * forward if training else forward
+
+
+def peak_flops(device_name: str, mixed_precision: bool, override_tflops: Optional[float] = None) -> Optional[float]:
+    """The device's dense peak FLOP/s for the MFU estimate: given, or known for the GPU; else None."""
+    if override_tflops:
+        return override_tflops * 1e12
+    for name, (fp32, half) in PEAK_FLOPS.items():
+        if name in device_name:
+            return half if mixed_precision else fp32
+    return None
+
+
+def device_name(gpu_id: int) -> str:
+    if gpu_id >= 0:
+        return torch.cuda.get_device_name(gpu_id)
+    with open("/proc/cpuinfo", encoding="utf-8") as file:
+        model = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), "CPU")
+    return f"{model} ({torch.get_num_threads()} torch threads)"
+
+
+def summarize(results: Dict[str, Dict[str, Any]], settings: BenchmarkSettings, texts: Sequence[str], encoder_config) -> Dict[str, Any]:
+    """The headline figures, the targets and the MFU estimate, over all systems' results."""
+    pipeline, loop = results["pipeline"], results["torch_loop"]
+    decoders = results["decoders"]
+    name = device_name(settings.gpu_id)
+    peak = peak_flops(name, settings.mixed_precision)
+    flops = model_flops(encoder_config, texts)
+    chars = sum(map(len, texts))
+    summary = {
+        "device": name,
+        "pipeline_chars_per_s": pipeline["chars_per_s"],
+        "torch_loop_chars_per_s": loop["chars_per_s"],
+        "crf_decode_share": pipeline["crf_share"],
+        "our_decode_s": decoders["our_decode_s"],
+        "pytorch_crf_decode_s": decoders["pytorch_crf_decode_s"],
+        "spacy_ner_chars_per_s": results["spacy_ner"]["chars_per_s"],
+        "hf_pipeline_chars_per_s": results["hf_pipeline"]["chars_per_s"],
+        "pipeline_train_chars_per_s": pipeline["train_chars_per_s"],
+        "torch_loop_train_chars_per_s": loop["train_chars_per_s"],
+        "model_flops_per_char": round(flops / chars),
+        "inference_tflops_per_s": round(pipeline["chars_per_s"] * flops / chars / 1e12, 4),
+        "train_tflops_per_s": round(pipeline["train_chars_per_s"] * 3 * flops / chars / 1e12, 4),
+    }
+    summary["inference_mfu"] = round(summary["inference_tflops_per_s"] * 1e12 / peak, 4) if peak else None
+    summary["train_mfu"] = round(summary["train_tflops_per_s"] * 1e12 / peak, 4) if peak else None
+    summary["targets"] = {
+        "pipeline_at_least_0.95_torch_loop": pipeline["chars_per_s"] >= 0.95 * loop["chars_per_s"],
+        "crf_decode_share_at_most_3_percent": pipeline["crf_share"] <= 0.03,
+        "our_decode_at_most_half_pytorch_crf": decoders["our_decode_s"] <= 0.5 * decoders["pytorch_crf_decode_s"],
+        "pipeline_at_least_spacy_ner": pipeline["chars_per_s"] >= results["spacy_ner"]["chars_per_s"],
+    }
+    return summary
+
+
+SYSTEM_TITLES = {
+    "pipeline": "(a) our pipeline, CRF head, `nlp.pipe`",
+    "torch_loop": "(b) plain PyTorch loop, our decode",
+    "torch_loop_pytorch_crf": "(c) plain PyTorch loop, pytorch-crf's decode",
+    "softmax_pipeline": "(d) our pipeline, softmax head",
+    "spacy_ner": "(e) spaCy's transition-based `ner`, same encoder",
+    "hf_pipeline": "(f) Hugging Face `token-classification` pipeline",
+}
+
+
+def benchmark_tables(report: Dict[str, Any]) -> str:
+    """Markdown: the systems, the decoders, and the targets."""
+    results, summary = report["systems"], report["summary"]
+    lines = [
+        f"Device: {summary['device']}. Encoder: {report['encoder_shape']}; {report['sentences']} sentences, "
+        f"{report['chars']} characters, batch size {report['settings']['batch_size']}, "
+        f"mixed precision {'on' if report['settings']['mixed_precision'] else 'off'}. Command: `{report['command']}`.",
+        "",
+        "| system | inference chars/s | CRF step share | training chars/s | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, title in SYSTEM_TITLES.items():
+        result = results[name]
+        share = f"{100 * result['crf_share']:.2f}%" if "crf_share" in result else "–"
+        train = f"{result['train_chars_per_s']:,.0f}" if "train_chars_per_s" in result else "–"
+        lines.append(f"| {title} | {result['chars_per_s']:,.0f} | {share} | {train} | {result['peak_rss_mib']:,.0f} |")
+    decoders = results["decoders"]
+    batch_size, n_steps, n_tags = decoders["shape"]
+    lines += [
+        "",
+        f"Decoding alone, {batch_size} × {n_steps} steps × {n_tags} tags, median of {report['settings']['decode_repeats']}:",
+        "",
+        "| decoder | seconds |",
+        "|---|---:|",
+        f"| ours, BIO-constrained | {decoders['our_decode_s']:.5f} |",
+        f"| ours, unconstrained (same paths as pytorch-crf: {decoders['paths_equal']}) | {decoders['our_unconstrained_decode_s']:.5f} |",
+        f"| pytorch-crf `decode` | {decoders['pytorch_crf_decode_s']:.5f} |",
+        "",
+        f"Model FLOPs: {summary['model_flops_per_char']:,} per character forward (one wordpiece per character); "
+        f"inference {summary['inference_tflops_per_s']} TFLOP/s, training {summary['train_tflops_per_s']} TFLOP/s"
+        + (f"; MFU {100 * summary['inference_mfu']:.2f}% inference, {100 * summary['train_mfu']:.2f}% training." if summary["inference_mfu"] is not None else "; no MFU (no known peak for this device)."),
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| (a) ≥ 0.95 × (b) | (a)/(b) = {results['pipeline']['chars_per_s'] / results['torch_loop']['chars_per_s']:.3f} | {_yes(summary['targets']['pipeline_at_least_0.95_torch_loop'])} |",
+        f"| CRF step ≤ 3% of (a)'s inference time | {100 * summary['crf_decode_share']:.2f}% | {_yes(summary['targets']['crf_decode_share_at_most_3_percent'])} |",
+        f"| our decode ≤ 0.5 × pytorch-crf's | {decoders['our_to_pytorch_crf']:.3f} × | {_yes(summary['targets']['our_decode_at_most_half_pytorch_crf'])} |",
+        f"| (a) ≥ (e) | (a)/(e) = {results['pipeline']['chars_per_s'] / results['spacy_ner']['chars_per_s']:.3f} | {_yes(summary['targets']['pipeline_at_least_spacy_ner'])} |",
+    ]
+    return "\n".join(lines)
+
+
+def _yes(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def replace_section(markdown: str, section: str, marker: str = "benchmark") -> str:
+    """`markdown` with the text between `<!-- {marker}:start -->` and `<!-- {marker}:end -->`
+    replaced by `section` (appended with the markers if they are missing)."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    block = f"{start}\n{section}\n{end}"
+    if start in markdown and end in markdown:
+        head, rest = markdown.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
+    return markdown.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def long_text(texts: Sequence[str], n_chars: int) -> str:
+    """`texts` repeated and joined, cut to `n_chars` characters: one long document."""
+    pieces, length = [], 0
+    for text in cycle(text for text in texts if text):
+        if length >= n_chars:
+            break
+        pieces.append(text)
+        length += len(text)
+    return "".join(pieces)[:n_chars]
+
+
+def measure_long_doc(model: PathLike, text: str) -> Dict[str, Any]:
+    """Load `model` and tag `text` as one Doc: time and the peak RSS it added.
+
+    The peak is read after the pipeline is loaded and has tagged the text's
+    first 100 characters (so that lazy set-up is not counted), and again after
+    the long document: the difference is what the long document itself cost.
+    """
+    nlp = spacy.load(model)
+    nlp(text[:100])
+    before = peak_rss_mib()
+    start = time.perf_counter()
+    doc = nlp(text)
+    seconds = time.perf_counter() - start
+    after = peak_rss_mib()
+    return {
+        "model": str(model),
+        "n_chars": len(text),
+        "n_tokens": len(doc),
+        "seconds": round(seconds, 3),
+        "chars_per_s": round(len(text) / seconds, 1),
+        "n_ents": len(doc.ents),
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss_before_mib": round(before, 1),
+        "peak_rss_after_mib": round(after, 1),
+        "peak_rss_delta_mib": round(after - before, 1),
+    }
+
+
+def untrained_pipeline(output_dir: PathLike, settings: BenchmarkSettings, gold_docs: Sequence[Doc], head: str = "crf") -> Path:
+    """Save our pipe with `head` on the settings' encoder, labels from `gold_docs`, untrained.
+
+    Its predictions mean nothing; its time and memory are those of any
+    pipeline of that shape.
+    """
+    fix_random_seed(settings.seed)
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("bert_crf_ner", config={"model": {"@architectures": ARCHITECTURES[head], "tok2vec": encoder_config(settings)}})
+    examples = _examples(nlp, gold_docs)
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(output_dir)
+    return Path(output_dir)
+
+
+def _examples(nlp: Language, gold_docs: Sequence[Doc]) -> List[Example]:
+    return [Example(nlp.make_doc(doc.text), doc) for doc in gold_docs]
+
