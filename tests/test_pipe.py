@@ -93,7 +93,7 @@ def test_pipe_equals_call(overfitted, pd2014_docs):
     piped, called = list(nlp.pipe(texts, batch_size=7)), [nlp(text) for text in texts]
     assert [ents(doc) for doc in piped] == [ents(doc) for doc in called]
     for doc, alone in zip(piped, called):
-        numpy.testing.assert_allclose(doc.spans["ents"].attrs["scores"], alone.spans["ents"].attrs["scores"], atol=1e-4)
+        numpy.testing.assert_allclose(doc.spans["ents"].attrs["scores"], alone.spans["ents"].attrs["scores"], atol=1e-3)
 
 
 def test_entities_carry_their_probabilities(overfitted, pd2014_docs, tmp_path):

@@ -50,7 +50,9 @@ def as_numpy(scores):
     """Scores as numpy numbers, as a scorer may return them."""
     if isinstance(scores, dict):
         return {key: as_numpy(value) for key, value in scores.items()}
-    return numpy.float32(scores)
+    if isinstance(scores, list):
+        return [as_numpy(value) for value in scores]
+    return None if scores is None else numpy.float32(scores)
 
 
 def read_lines(path):

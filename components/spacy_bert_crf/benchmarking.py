@@ -587,7 +587,8 @@ def long_text(texts: Sequence[str], n_chars: int) -> str:
 
 
 def measure_long_doc(model: PathLike, text: str) -> Dict[str, Any]:
-    """Load `model` and tag `text` as one Doc: time and the peak RSS it added.
+    """Load `model` and tag `text` as one Doc: time and the peak RSS it added
+    (and, under "doc", the tagged Doc).
 
     The peak is read after the pipeline is loaded and has tagged the text's
     first 100 characters (so that lazy set-up is not counted), and again after
@@ -611,6 +612,7 @@ def measure_long_doc(model: PathLike, text: str) -> Dict[str, Any]:
         "peak_rss_before_mib": round(before, 1),
         "peak_rss_after_mib": round(after, 1),
         "peak_rss_delta_mib": round(after - before, 1),
+        "doc": doc,
     }
 
 

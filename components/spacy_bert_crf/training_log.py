@@ -76,10 +76,14 @@ def evaluation_record(info: Dict[str, Any], seconds: float, updates: int) -> Dic
 
 
 def _plain(value: Any) -> Any:
-    """Scores as JSON: nested dicts of floats (spaCy may hand over numpy numbers)."""
+    """Scores as JSON: nested dicts and lists of numbers (spaCy may hand over numpy numbers)."""
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
-    return None if value is None else float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return float(value)
 
 
 def read_training_log(path: Union[str, Path], required: Sequence[str] = LOG_RECORD_KEYS) -> List[dict]:
