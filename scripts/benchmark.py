@@ -36,7 +36,7 @@ QUICK_SHAPE = EncoderShape(layers=2, hidden=128, heads=2, intermediate=256)
 def main(
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="BERT directory (default: encoders/default; with --quick a tiny one built here)"),
     data: Path = typer.Option(ROOT / "assets/pd2014/test.txt.gz", "--data", help="Test sentences, in any format convert.py reads"),
-    quick: bool = typer.Option(False, "--quick", help="Tiny encoder, 128 sentences, few steps: a smoke run in about a minute"),
+    quick: bool = typer.Option(False, "--quick/--full", help="--quick: tiny encoder, 128 sentences, few steps: a smoke run in about a minute"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (figures, targets, every system) and nothing else to stdout"),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the JSON report here"),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the tables into this file, between <!-- benchmark:start/end --> markers"),
@@ -48,7 +48,7 @@ def main(
     passes: int = typer.Option(1, "--passes", help="Timed inference passes over the sentences"),
     decode_repeats: int = typer.Option(20, "--decode-repeats", help="Repeats of the decoder comparison (median)"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU"),
-    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="fp16 autocast for the encoder (GPU only)"),
+    mixed_precision: bool = typer.Option(False, "--mixed-precision/--fp32", help="fp16 autocast for the encoder (GPU only)"),
 ):
     """Measure inference and training chars/s, the CRF's share of the time,
     the decoders at 64 × 128 × 9, and each system's peak RSS."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+from spacy.tokens import DocBin
 
 from conftest import ASSETS, ROOT
 
@@ -80,6 +81,81 @@ def run_project(root: Path, name: str, variables: dict) -> None:
         cwd=root,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def first_sentences(path: Path, n: int) -> str:
+    """The first `n` blank-line-separated sentences of a CoNLL file (.gz or plain)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as file:
+        return "\n\n".join(file.read().split("\n\n")[:n]) + "\n\n"
+
+
+def first_json_objects(path: Path, n: int) -> list:
+    """The first `n` JSON objects of a file of concatenated objects (one a line or pretty-printed)."""
+    with gzip.open(path, "rt", encoding="utf-8") as file:
+        text = file.read()
+    decoder, objects, position = json.JSONDecoder(), [], 0
+    while len(objects) < n:
+        obj, position = decoder.raw_decode(text, position)
+        objects.append(obj)
+        position = len(text) - len(text[position:].lstrip())
+    return objects
+
+
+def write_gz(path: Path, text: str) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as file:
+        file.write(text)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpora(project) -> Path:
+    """resume, weibo and cluener2020 cut to a few sentences each, in their own formats and file names."""
+    root = project / "assets" / "tiny_corpora"
+    resume, weibo, cluener = root / "resume", root / "weibo", root / "cluener2020"
+    for directory in (resume, weibo, cluener):
+        directory.mkdir(parents=True)
+    write_gz(resume / "train.char.bmes.gz", first_sentences(ASSETS / "resume/train.char.bmes.gz", 30))
+    for split in ("dev", "test"):
+        (resume / f"{split}.char.bmes").write_text(first_sentences(ASSETS / f"resume/{split}.char.bmes", 10), encoding="utf-8")
+    write_gz(weibo / "weiboNER_2nd_conll.train.gz", first_sentences(ASSETS / "weibo/weiboNER_2nd_conll.train.gz", 30))
+    for split in ("dev", "test"):
+        text = first_sentences(ASSETS / f"weibo/weiboNER_2nd_conll.{split}", 10)
+        (weibo / f"weiboNER_2nd_conll.{split}").write_text(text, encoding="utf-8")
+    train = first_json_objects(ASSETS / "cluener2020/train.json.gz", 40)
+    write_gz(cluener / "train.json.gz", "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in train))
+    dev = first_json_objects(ASSETS / "cluener2020/dev.json.gz", 10)
+    write_gz(cluener / "dev.json.gz", "".join(json.dumps(obj, ensure_ascii=False, indent=4) + "\n" for obj in dev))
+    run_project(project, "compare-corpora", {**TINY_VARS, **EXPERIMENT_VARS, "corpora_dir": "assets/tiny_corpora", "corpus_steps": 6})
+    return project
+
+
+def test_every_corpus_converts_and_trains(tiny_corpora):
+    summary = read_json(tiny_corpora / "metrics/experiments/compare-corpora.json")
+    assert [result["variant"] for result in summary["variants"]] == ["resume", "weibo", "cluener2020"]
+    for result in summary["variants"]:
+        corpus = result["variant"]
+        assert result["test_data"] == f"corpus/{corpus}/test.spacy"
+        test_report = read_json(tiny_corpora / f"corpus/{corpus}/test.json")
+        assert test_report["repairs_total"] == 0
+        assert set(test_report["entities"]) <= set(result["test"]["ents_per_type"])
+    train_report = read_json(tiny_corpora / "corpus/cluener2020/train.json")
+    held_out = DocBin().from_disk(tiny_corpora / "corpus/cluener2020/dev.spacy")
+    assert train_report["sentences"] == 40 and len(held_out) == 4
+    assert len(DocBin().from_disk(tiny_corpora / "corpus/cluener2020/train.spacy")) == 36
+    table = (tiny_corpora / "metrics/experiments/compare-corpora.md").read_text(encoding="utf-8")
+    header = table.split("\n")[0]
+    # The corpora have different entity types: no per-type columns.
+    assert "| resume |" in table and "| test F | token acc. |" in header
+
+
+def test_benchmark_command_writes_its_tables(project):
+    run_project(project, "benchmark", {**TINY_VARS, "benchmark_size": "quick", "benchmark_sentences": 16})
+    report = read_json(project / "metrics/benchmark.json")
+    assert report["sentences"] == 16 and report["encoder"] == "encoders/default"
+    markdown = (project / "docs/BENCHMARKS.md").read_text(encoding="utf-8")
+    section = markdown.split("<!-- benchmark:start -->")[1].split("<!-- benchmark:end -->")[0]
+    assert f"{report['systems']['pipeline']['chars_per_s']:,.0f}" in section
+    assert "| (f) Hugging Face `token-classification` pipeline |" in section
 
 
 @pytest.fixture(scope="module")
@@ -197,5 +273,6 @@ def test_report_holds_the_measured_numbers(experiments):
         for result in summary["variants"]:
             assert f"| {result['variant']} | {100 * result['test']['ents_p']:.2f} |" in report
     scores = read_json(experiments / "metrics/report_run.json")
+    assert f"{scores['ents_calibration']['entities']} predicted entities; expected calibration error" in report
     assert f"| all entities | {100 * scores['ents_p']:.2f} | {100 * scores['ents_r']:.2f} | {100 * scores['ents_f']:.2f} |" in report
     assert (experiments / "docs/figures/predictions.html").read_text(encoding="utf-8").count('class="entity"') > 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from .experiments import metrics_table
-from .scoring import scores_table
+from .scoring import calibration_table, scores_table
 from .training_log import read_training_log
 
 PathLike = Union[str, Path]
@@ -87,6 +87,16 @@ def _run_section(run: PathLike, scores: Dict[str, Any], figures: Dict[str, Any],
         f"`{run}` on `{scores.get('data', 'the test set')}` ({scores['docs']:,} sentences):",
         "",
         scores_table(scores),
+    ]
+    if scores.get("ents_calibration"):
+        lines += [
+            "",
+            "How far the entities' probabilities (`doc.spans[\"ents\"].attrs[\"scores\"]`) can be "
+            "trusted: the predicted entities by probability, and the share of each bin that is right:",
+            "",
+            calibration_table(scores["ents_calibration"]),
+        ]
+    lines += [
         "",
         _image("Training curves", figures_dir / "training_curves.png", output),
     ]
