@@ -79,7 +79,7 @@ def main(
         _info(log, f"{len(texts)} sentences, {sum(map(len, texts))} characters from {data}; encoder {encoder}")
         workdir = set_up(Path(tmp) / "work", settings, gold)
         results = run_benchmark(workdir, chosen, on_result=lambda name, result: _info(log, f"{name}: {json.dumps(result)}"))
-    config = AutoConfig.from_pretrained(encoder)
+        config = AutoConfig.from_pretrained(encoder)
     report = {
         "command": " ".join(["python", "scripts/benchmark.py", *map(shlex.quote, sys.argv[1:])]),
         "encoder": str(encoder),

@@ -11,6 +11,7 @@ from spacy.training import Example
 
 from spacy_bert_crf.architectures import head_module
 from spacy_bert_crf.formats import make_doc
+from spacy_bert_crf.pipe import length_sorted_splits
 from spacy_bert_crf.schemes import is_valid_bio
 from conftest import tagger_config
 
@@ -253,3 +254,10 @@ def test_add_label_after_initialize_is_an_error(tiny_encoder, pd2014_docs):
     nlp.initialize(lambda: train_examples(nlp, pd2014_docs[:2]))
     with pytest.raises(ValueError, match="already initialised"):
         nlp.get_pipe("bert_crf_ner").add_label("NEW")
+
+
+def test_length_sorted_splits_cover_every_index_once():
+    texts = ["x" * n for n in (5, 1, 3, 0, 4)]
+    assert length_sorted_splits(texts, [0, 1, 2, 4], 2) == [[1, 2], [4, 0]]
+    assert length_sorted_splits(texts, [0, 1], 4) == [[1], [0]]
+    assert length_sorted_splits(texts, [2], 0) == [[2]]

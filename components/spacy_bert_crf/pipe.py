@@ -2,7 +2,7 @@
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Sized, Tuple
 
 import numpy
 import srsly
@@ -52,6 +52,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
     default_config={
         "model": DEFAULT_MODEL,
         "spans_key": "ents",
+        "encoder_sub_batches": 4,
         "scorer": {"@scorers": "spacy_bert_crf.ner_scorer.v1"},
     },
     default_score_weights={
@@ -67,6 +68,7 @@ def make_bert_crf_ner(
     name: str,
     model: Model[List[Doc], List[Floats2d]],
     spans_key: Optional[str],
+    encoder_sub_batches: int,
     scorer: Optional[Callable],
 ) -> "BertCrfNer":
     """Create a `bert_crf_ner` pipe: BIO tagging with a CRF (or softmax) head.
@@ -74,8 +76,19 @@ def make_bert_crf_ner(
     spans_key: where the entities also go with their probabilities, as
     `doc.spans[spans_key]` with `.attrs["scores"]` (spancat's layout); None
     skips computing them.
+    encoder_sub_batches: at prediction, each batch is sorted by length and
+    encoded in this many sub-batches, so that short texts are not padded to
+    the longest (as spaCy's parser does); decoding takes the whole batch.
     """
-    return BertCrfNer(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
+    return BertCrfNer(
+        nlp.vocab, model, name, spans_key=spans_key, encoder_sub_batches=encoder_sub_batches, scorer=scorer
+    )
+
+
+def length_sorted_splits(items: Sequence[Sized], indices: Sequence[int], n_splits: int) -> List[List[int]]:
+    """`indices` sorted by the length of their item (Doc or text), in `n_splits` runs of near-equal size."""
+    ordered = sorted(indices, key=lambda i: len(items[i]))
+    return [[int(i) for i in split] for split in numpy.array_split(ordered, max(1, n_splits)) if len(split)]
 
 
 class BertCrfNer(TrainablePipe):
@@ -99,13 +112,14 @@ class BertCrfNer(TrainablePipe):
         name: str = "bert_crf_ner",
         *,
         spans_key: Optional[str] = "ents",
+        encoder_sub_batches: int = 4,
         scorer: Optional[Callable] = score_ner,
     ):
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg = {"labels": [], "spans_key": spans_key}
+        self.cfg = {"labels": [], "spans_key": spans_key, "encoder_sub_batches": encoder_sub_batches}
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -169,8 +183,11 @@ class BertCrfNer(TrainablePipe):
         # Empty Docs have no rows for the encoder to fill, so they skip the model.
         non_empty = [i for i, doc in enumerate(docs) if len(doc)]
         if non_empty:
-            emissions = self.model.predict([docs[i] for i in non_empty])
-            for i, ids, doc_probabilities in zip(non_empty, *self._decode(emissions)):
+            emissions = {}
+            for sub_batch in length_sorted_splits(docs, non_empty, self.cfg["encoder_sub_batches"]):
+                emissions.update(zip(sub_batch, self.model.predict([docs[i] for i in sub_batch])))
+            decoded = self._decode([emissions[i] for i in non_empty])
+            for i, ids, doc_probabilities in zip(non_empty, *decoded):
                 tag_ids[i] = ids
                 probabilities[i] = doc_probabilities
         return tag_ids, probabilities
