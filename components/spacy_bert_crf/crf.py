@@ -102,25 +102,46 @@ def forward_backward(chain: ChainScores, mask: torch.Tensor) -> Tuple[torch.Tens
     alpha[b, t, y]: all prefixes that end in tag y at step t, its emission included;
     beta[b, t, y]: all suffixes after tag y at step t, the end score included;
     log_z[b]: all paths. exp(alpha + beta - log Z) is the marginal of tag y at t.
+    Values at padding positions are undefined.
+
+    The backward pass is the forward pass over each row reversed within its
+    own length (transitions transposed), so that neither pass needs masking.
     """
     emissions = chain.emissions
     batch_size, n_steps, n_tags = emissions.shape
-    alpha = emissions.new_empty((batch_size, n_steps, n_tags))
-    beta = emissions.new_empty((batch_size, n_steps, n_tags))
-    alpha[:, 0] = chain.start + emissions[:, 0]
-    for step in range(1, n_steps):
-        summed = torch.logsumexp(alpha[:, step - 1].unsqueeze(2) + chain.transitions, dim=1) + emissions[:, step]
-        alpha[:, step] = torch.where(mask[:, step].unsqueeze(1), summed, alpha[:, step - 1])
-    beta[:, n_steps - 1] = chain.end
-    for step in range(n_steps - 2, -1, -1):
-        following = emissions[:, step + 1] + beta[:, step + 1]
-        summed = torch.logsumexp(chain.transitions + following.unsqueeze(1), dim=2)
-        # A step followed by padding is its row's last: only the end score follows.
-        beta[:, step] = torch.where(mask[:, step + 1].unsqueeze(1), summed, chain.end)
-    last = mask.sum(dim=1) - 1
+    lengths = mask.sum(dim=1)
+    alpha = _log_scan(chain.start + emissions[:, 0], emissions, chain.transitions)
+    # reverse[b, s] = lengths[b] - 1 - s: step s of the reversed row (clamped in the padding).
+    reverse = (lengths.unsqueeze(1) - 1 - torch.arange(n_steps, device=emissions.device)).clamp(min=0)
+    reverse = reverse.unsqueeze(2).expand(-1, -1, n_tags)
+    reversed_emissions = emissions.gather(1, reverse)
+    # Reversed, alpha's recursion over (emission + beta) runs from the end score.
+    reversed_sums = _log_scan(chain.end + reversed_emissions[:, 0], reversed_emissions, chain.transitions.t())
+    beta = (reversed_sums - reversed_emissions).gather(1, reverse)
     rows = torch.arange(batch_size, device=emissions.device)
-    log_z = torch.logsumexp(alpha[rows, last] + chain.end, dim=1)
+    log_z = torch.logsumexp(alpha[rows, lengths - 1] + chain.end, dim=1)
     return alpha, beta, log_z
+
+
+def _log_scan(first: torch.Tensor, emissions: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:
+    """out[:, 0] = first; out[:, t, j] = log Σ_i exp(out[:, t-1, i] + transitions[i, j]) + emissions[:, t, j].
+
+    Each step is a matrix product in probability space, shifted by the
+    previous step's maximum (and the transitions' maximum) so that nothing
+    overflows: on the CPU, several times faster for these small tensors
+    than a log-sum-exp over (batch, tags, tags). A tag whose share
+    underflows gets -inf: probability zero.
+    """
+    top = transitions.max()
+    weights = (transitions - top).exp()
+    shifted = emissions + top
+    out = emissions.new_empty(emissions.shape)
+    out[:, 0] = current = first
+    for step in range(1, emissions.shape[1]):
+        peak = current.amax(dim=1, keepdim=True)
+        current = ((current - peak).exp() @ weights).log() + peak + shifted[:, step]
+        out[:, step] = current
+    return out
 
 
 def span_probabilities(chain: ChainScores, mask: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
