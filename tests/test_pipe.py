@@ -8,6 +8,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
+from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
 
 from spacy_bert_crf.architectures import head_module
 from spacy_bert_crf.formats import make_doc
@@ -178,10 +179,15 @@ def test_predict_never_emits_invalid_bio(tiny_encoder, pd2014_docs):
     bias[inside] += 100.0  # every token's best tag alone is some I-X
     output.set_param("b", bias)
     docs = [nlp.make_doc(doc.text) for doc in pd2014_docs[:10]]
-    for tag_ids in ner.predict(docs)[0]:
+    prediction = ner.predict(docs)
+    ner.set_annotations(docs, prediction)
+    for doc, tag_ids in zip(docs, prediction.tag_ids):
         tags = [ner.tags[i] for i in tag_ids]
         assert any(tag.startswith("I-") for tag in tags)
         assert is_valid_bio(tags)
+        # The entities set are those of the tags.
+        expected = biluo_tags_to_spans(doc, iob_to_biluo(tags))
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == [(e.start, e.end, e.label_) for e in expected]
 
 
 def test_no_entities_in_the_data_is_an_error(tiny_encoder):

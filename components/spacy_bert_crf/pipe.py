@@ -2,7 +2,7 @@
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Sized, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Sized, Tuple
 
 import numpy
 import srsly
@@ -10,12 +10,12 @@ import torch
 from spacy.language import Language
 from spacy.pipeline.pipe import deserialize_config
 from spacy.pipeline.trainable_pipe import TrainablePipe
-from spacy.tokens import Doc, SpanGroup
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.training.iob_utils import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo
+from spacy.training.iob_utils import biluo_to_iob
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate, torch2xp, xp2torch
-from thinc.types import Floats1d, Floats2d, Ints1d
+from thinc.types import Floats1d, Floats2d, Ints1d, Ints2d
 
 from .architectures import head_module, set_num_tags
 from .crf import TransitionMasks, entity_spans
@@ -83,6 +83,15 @@ def make_bert_crf_ner(
     return BertCrfNer(
         nlp.vocab, model, name, spans_key=spans_key, encoder_sub_batches=encoder_sub_batches, scorer=scorer
     )
+
+
+class Prediction(NamedTuple):
+    """What `predict` finds for each Doc: its BIO tag ids, its entities as
+    rows of (first token, last token, `B-X` tag id), and their probabilities."""
+
+    tag_ids: List[Ints1d]
+    entities: List[Ints2d]
+    probabilities: List[Floats1d]
 
 
 def length_sorted_splits(items: Sequence[Sized], indices: Sequence[int], n_splits: int) -> List[List[int]]:
@@ -174,12 +183,15 @@ class BertCrfNer(TrainablePipe):
         doc_sample = list(islice((eg.x for eg in get_examples() if len(eg.x)), 10))
         self.model.initialize(X=doc_sample)
 
-    def predict(self, docs: Iterable[Doc]) -> Tuple[List[Ints1d], List[Floats1d]]:
-        """For each Doc, the best valid BIO sequence of tag ids, and the
-        probability of each entity in it (none without a `spans_key`). No side effects."""
+    def predict(self, docs: Iterable[Doc]) -> "Prediction":
+        """For each Doc, the best valid BIO sequence of tag ids, its entities,
+        and their probabilities (none without a `spans_key`). No side effects."""
         docs = list(docs)
-        tag_ids = [numpy.zeros((0,), dtype="int64") for _ in docs]
-        probabilities = [numpy.zeros((0,), dtype="float32") for _ in docs]
+        prediction = Prediction(
+            tag_ids=[numpy.zeros((0,), dtype="int64") for _ in docs],
+            entities=[numpy.zeros((0, 3), dtype="int64") for _ in docs],
+            probabilities=[numpy.zeros((0,), dtype="float32") for _ in docs],
+        )
         # Empty Docs have no rows for the encoder to fill, so they skip the model.
         non_empty = [i for i, doc in enumerate(docs) if len(doc)]
         if non_empty:
@@ -187,22 +199,20 @@ class BertCrfNer(TrainablePipe):
             for sub_batch in length_sorted_splits(docs, non_empty, self.cfg["encoder_sub_batches"]):
                 emissions.update(zip(sub_batch, self.model.predict([docs[i] for i in sub_batch])))
             decoded = self._decode([emissions[i] for i in non_empty])
-            for i, ids, doc_probabilities in zip(non_empty, *decoded):
-                tag_ids[i] = ids
-                probabilities[i] = doc_probabilities
-        return tag_ids, probabilities
+            for field, values in zip(prediction, decoded):
+                for i, value in zip(non_empty, values):
+                    field[i] = value
+        return prediction
 
-    def set_annotations(self, docs: Iterable[Doc], predictions: Tuple[List[Ints1d], List[Floats1d]]) -> None:
-        """Set `doc.ents` from the predicted tag ids, replacing earlier entities,
-        and `doc.spans[spans_key]` with the entities' probabilities."""
-        tags = self.tags
-        for doc, ids, probabilities in zip(docs, *predictions):
-            iob = [tags[i] for i in ids]
-            doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(iob))
+    def set_annotations(self, docs: Iterable[Doc], prediction: "Prediction") -> None:
+        """Set `doc.ents` from the predicted entities, replacing earlier ones,
+        and `doc.spans[spans_key]` with their probabilities."""
+        labels = [tag.split("-", 1)[-1] for tag in self.tags]
+        for doc, entities, probabilities in zip(docs, prediction.entities, prediction.probabilities):
+            spans = [Span(doc, first, last + 1, label=labels[begin]) for first, last, begin in entities.tolist()]
+            doc.ents = spans
             if self.spans_key is not None:
-                doc.spans[self.spans_key] = SpanGroup(
-                    doc, name=self.spans_key, spans=list(doc.ents), attrs={"scores": probabilities}
-                )
+                doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans, attrs={"scores": probabilities})
 
     def update(
         self,
@@ -277,7 +287,7 @@ class BertCrfNer(TrainablePipe):
             ids.append(tag_index[tag])
         return ids
 
-    def _decode(self, emissions: List[Floats2d]) -> Tuple[List[Ints1d], List[Floats1d]]:
+    def _decode(self, emissions: List[Floats2d]) -> "Prediction":
         padded = xp2torch(self.model.ops.pad(emissions))
         lengths = [len(rows) for rows in emissions]
         mask = self._mask(lengths, padded.device)
@@ -286,15 +296,20 @@ class BertCrfNer(TrainablePipe):
         head = head_module(self.model)
         with torch.no_grad():
             paths = head.decode(padded, mask, allowed)
+            spans = entity_spans(paths, mask, torch.as_tensor(inside_of_begin(tags), device=padded.device))
             if self.spans_key is None:
-                probabilities = [numpy.zeros((0,), dtype="float32") for _ in lengths]
+                flat_probabilities = numpy.zeros((len(spans),), dtype="float32")
             else:
-                spans = entity_spans(paths, mask, torch.as_tensor(inside_of_begin(tags), device=padded.device))
-                flat = head.entity_probabilities(padded, mask, spans, allowed).cpu().numpy()
-                counts = numpy.bincount(spans[:, 0].cpu().numpy(), minlength=len(lengths))
-                probabilities = numpy.split(flat, numpy.cumsum(counts)[:-1])
+                flat_probabilities = head.entity_probabilities(padded, mask, spans, allowed).cpu().numpy()
+        spans = spans.cpu().numpy()
+        # Per Doc: (first, last, begin tag) of its entities, in order.
+        splits = numpy.cumsum(numpy.bincount(spans[:, 0], minlength=len(lengths)))[:-1]
         paths = paths.cpu().numpy()
-        return [path[:length] for path, length in zip(paths, lengths)], probabilities
+        return Prediction(
+            tag_ids=[path[:length] for path, length in zip(paths, lengths)],
+            entities=numpy.split(spans[:, [1, 2, 3]], splits),
+            probabilities=numpy.split(flat_probabilities, splits),
+        )
 
     @staticmethod
     def _mask(lengths: Sequence[int], device) -> torch.Tensor:
