@@ -102,7 +102,7 @@ def test_quick_benchmark_prints_one_json_object():
     result = run_script("benchmark.py", "--quick", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    keys = ["pipeline_chars_per_s", "torch_loop_chars_per_s", "crf_decode_share", "our_decode_s", "pytorch_crf_decode_s", "spacy_ner_chars_per_s", "hf_pipeline_chars_per_s"]
+    keys = ["pipeline_chars_per_s", "pipeline_without_probabilities_chars_per_s", "torch_loop_chars_per_s", "crf_decode_share", "our_decode_s", "pytorch_crf_decode_s", "spacy_ner_chars_per_s", "hf_pipeline_chars_per_s"]
     assert all(report[key] > 0 for key in keys)
     assert report["crf_decode_share"] < 1
     assert report["systems"]["decoders"]["paths_equal"] is True

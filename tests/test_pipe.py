@@ -117,6 +117,17 @@ def test_entities_carry_their_probabilities(overfitted, pd2014_docs, tmp_path):
         assert list(copy.spans["ents"].attrs["scores"]) == list(doc.spans["ents"].attrs["scores"])
 
 
+def test_settings_come_from_the_config_at_load_time(overfitted, tmp_path):
+    _, nlp, examples, _ = overfitted
+    nlp.to_disk(tmp_path / "nlp")
+    text = examples[0].reference.text
+    plain = spacy.load(tmp_path / "nlp", config={"components": {"bert_crf_ner": {"spans_key": None, "encoder_sub_batches": 1}}})
+    assert plain.get_pipe("bert_crf_ner").cfg["encoder_sub_batches"] == 1
+    doc = plain(text)
+    assert "ents" not in doc.spans and ents(doc) == ents(nlp(text))
+    assert spacy.load(tmp_path / "nlp").get_pipe("bert_crf_ner").spans_key == "ents"
+
+
 def test_no_spans_key_skips_the_probabilities(tiny_encoder, pd2014_docs):
     nlp = build_nlp(tiny_encoder)
     nlp.get_pipe("bert_crf_ner").cfg["spans_key"] = None

@@ -323,14 +323,25 @@ class BertCrfNer(TrainablePipe):
         self.model.get_ref("head").initialize()
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertCrfNer":
+        settings = self._settings()
         if "cfg" not in exclude:
             self.cfg.update(srsly.json_loads(srsly.msgpack_loads(bytes_data)["cfg"]))
         self._build_head()
-        return super().from_bytes(bytes_data, exclude=exclude)
+        super().from_bytes(bytes_data, exclude=exclude)
+        self.cfg.update(settings)
+        return self
 
     def from_disk(self, path, *, exclude=tuple()) -> "BertCrfNer":
+        settings = self._settings()
         cfg_path = Path(path) / "cfg"
         if "cfg" not in exclude and cfg_path.exists():
             self.cfg.update(deserialize_config(cfg_path))
         self._build_head()
-        return super().from_disk(path, exclude=exclude)
+        super().from_disk(path, exclude=exclude)
+        self.cfg.update(settings)
+        return self
+
+    def _settings(self) -> Dict[str, object]:
+        # The factory's settings come from the config, which a user may
+        # override at load time; only the labels are the saved cfg's to give.
+        return {key: self.cfg[key] for key in ("spans_key", "encoder_sub_batches")}
