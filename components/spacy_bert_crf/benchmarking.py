@@ -571,7 +571,7 @@ def benchmark_tables(report: Dict[str, Any]) -> str:
         f"inference: the fastest of {report['settings']['inference_passes']} passes, "
         f"mixed precision {'on' if report['settings']['mixed_precision'] else 'off'}. Command: `{report['command']}`.",
         "",
-        "| system | inference chars/s | decode share | entity probabilities share | training chars/s | peak RSS (MiB) |",
+        "| system | inference chars/s | decode share | entity probabilities share | training chars/s | peak RSS (MiB; training included where timed) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, title in SYSTEM_TITLES.items():
