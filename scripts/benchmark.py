@@ -8,6 +8,7 @@ import shlex
 import sys
 import tempfile
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -75,10 +76,11 @@ def main(
         )
         gold = benchmark_docs(data, spacy.blank("zh").vocab, limit=sentences)
         texts = [doc.text for doc in gold]
-        log = msg if not as_json else None
-        _info(log, f"{len(texts)} sentences, {sum(map(len, texts))} characters from {data}; encoder {encoder}")
+        # With --json, stdout holds the JSON object alone: progress goes to stderr.
+        info = partial(print, file=sys.stderr) if as_json else msg.info
+        info(f"{len(texts)} sentences, {sum(map(len, texts))} characters from {data}; encoder {encoder}")
         workdir = set_up(Path(tmp) / "work", settings, gold)
-        results = run_benchmark(workdir, chosen, on_result=lambda name, result: _info(log, f"{name}: {json.dumps(result)}"))
+        results = run_benchmark(workdir, chosen, on_result=lambda name, result: info(f"{name}: {json.dumps(result)}"))
         config = AutoConfig.from_pretrained(encoder)
     report = {
         "command": " ".join(["python", "scripts/benchmark.py", *map(shlex.quote, sys.argv[1:])]),
@@ -107,13 +109,6 @@ def build_quick_encoder(path: Path) -> Path:
     assets = ROOT / "assets/bert-base-chinese"
     return build_encoder(path, config_path=assets / "config.json", vocab_path=assets / "vocab.txt", shape=QUICK_SHAPE)
 
-
-def _info(log, text: str) -> None:
-    # With --json, stdout holds the JSON object alone: progress goes to stderr.
-    if log is None:
-        print(text, file=sys.stderr)
-    else:
-        log.info(text)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import spacy
 import torch
 import typer
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 
 from spacy_bert_crf.benchmarking import BenchmarkSettings, long_text, measure_long_doc, untrained_pipeline
 from spacy_bert_crf.encoders import EncoderShape, build_encoder
@@ -38,10 +38,10 @@ def main(
         raise typer.BadParameter("give either MODEL or --tiny")
     if threads is not None:
         torch.set_num_threads(threads)
+    gold, _ = read_docs(TEST_DATA, spacy.blank("zh").vocab)
     with tempfile.TemporaryDirectory() as tmp:
-        path, name = (tiny_pipeline(Path(tmp)), "tiny") if tiny else (model, model)
+        path, name = (tiny_pipeline(Path(tmp), gold[:10]), "tiny") if tiny else (model, model)
         if not sizes:
-            gold, _ = read_docs(TEST_DATA, spacy.blank("zh").vocab)
             result = measure_long_doc(path, long_text([doc.text for doc in gold], n_chars))
             doc = result.pop("doc")
             if output_dir is not None:
@@ -59,16 +59,15 @@ def main(
             print(json.dumps({**json.loads(result.stdout.splitlines()[-1]), "model": name}), flush=True)
 
 
-def tiny_pipeline(tmp: Path) -> Path:
-    """An untrained pipe on a tiny random encoder, labels from ten PD2014 test sentences."""
+def tiny_pipeline(tmp: Path, gold: List[Doc]) -> Path:
+    """An untrained pipe on a tiny random encoder, labels from the `gold` Docs."""
     encoder = build_encoder(
         tmp / "encoder",
         config_path=ASSETS / "bert-base-chinese" / "config.json",
         vocab_path=ASSETS / "bert-base-chinese" / "vocab.txt",
         shape=TINY_SHAPE,
     )
-    gold, _ = read_docs(TEST_DATA, spacy.blank("zh").vocab)
-    return untrained_pipeline(tmp / "pipeline", BenchmarkSettings(encoder=str(encoder)), gold[:10])
+    return untrained_pipeline(tmp / "pipeline", BenchmarkSettings(encoder=str(encoder)), gold)
 
 
 if __name__ == "__main__":

@@ -214,6 +214,12 @@ def _texts(gold: Sequence[Doc]) -> List[str]:
     return [doc.text for doc in gold]
 
 
+def _inference_result(texts: Sequence[str], seconds: float) -> Dict[str, Any]:
+    """The figures every system reports for one inference pass over `texts`."""
+    chars = sum(map(len, texts))
+    return {"chars": chars, "sentences": len(texts), "inference_seconds": round(seconds, 4), "chars_per_s": round(chars / seconds, 1)}
+
+
 def _best_pass(
     run: Callable[[], None], passes: int, device: torch.device, totals: Optional[Dict[str, float]] = None
 ) -> Tuple[float, Dict[str, float]]:
@@ -245,8 +251,7 @@ def _measure_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSettin
     list(nlp.pipe(texts[: settings.batch_size], batch_size=settings.batch_size))
     head_seconds = _time_crf_step(nlp, device)
     seconds, head_growth = _best_pass(lambda: list(nlp.pipe(texts, batch_size=settings.batch_size)), settings.inference_passes, device, head_seconds)
-    chars = sum(map(len, texts))
-    result = {"chars": chars, "sentences": len(texts), "inference_seconds": round(seconds, 4), "chars_per_s": round(chars / seconds, 1)}
+    result = _inference_result(texts, seconds)
     if head_seconds is not None:
         for key, spent in head_growth.items():
             result[key] = round(spent, 4)
@@ -367,14 +372,8 @@ def _measure_torch_loop(path: Path, gold: Sequence[Doc], settings: BenchmarkSett
     with torch.no_grad():
         tagger.decode(*tagger.emissions(batches[0], tagger.sub_batches), decoder)
     seconds, decode_growth = _best_pass(run_once, settings.inference_passes, tagger.device, decode_seconds)
-    chars = sum(map(len, texts))
-    result = {
-        "chars": chars,
-        "sentences": len(texts),
-        "inference_seconds": round(seconds, 4),
-        "chars_per_s": round(chars / seconds, 1),
-        "crf_seconds": round(decode_growth["crf_seconds"], 4),
-    }
+    result = _inference_result(texts, seconds)
+    result["crf_seconds"] = round(decode_growth["crf_seconds"], 4)
     result["crf_share"] = round(result["crf_seconds"] / seconds, 4)
     if train:
         result["train_chars_per_s"] = round(_train_torch_loop(tagger, gold, settings), 1)
@@ -435,8 +434,7 @@ def _measure_hf_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSet
     texts = _texts(gold)
     classify(texts[: settings.batch_size], batch_size=settings.batch_size)
     seconds, _ = _best_pass(lambda: classify(texts, batch_size=settings.batch_size), settings.inference_passes, tagger.device)
-    chars = sum(map(len, texts))
-    return {"chars": chars, "sentences": len(texts), "inference_seconds": round(seconds, 4), "chars_per_s": round(chars / seconds, 1)}
+    return _inference_result(texts, seconds)
 
 
 def compare_decoders(settings: BenchmarkSettings) -> Dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torchcrf import CRF
 
-from .schemes import AllowedTransitions, allowed_transitions
+from .schemes import AllowedTransitions, allowed_transitions, inside_of_begin
 
 # Finite rather than -inf: a row of -inf turns max/argmax into NaN arithmetic.
 FORBIDDEN = -1e4
@@ -42,6 +42,13 @@ class TransitionMasks(NamedTuple):
     def for_tags(cls, tags: Tuple[str, ...], device: torch.device) -> "TransitionMasks":
         """The masks of a valid BIO sequence over `tags`, built once per tag set and device."""
         return cls.from_allowed(allowed_transitions(tags), device)
+
+
+@lru_cache(maxsize=16)
+def inside_tags(tags: Tuple[str, ...], device: torch.device) -> torch.Tensor:
+    """`schemes.inside_of_begin` as the tensor `entity_spans` takes, built once
+    per tag set and device (read-only)."""
+    return torch.as_tensor(inside_of_begin(tags), device=device)
 
 
 class ChainScores(NamedTuple):

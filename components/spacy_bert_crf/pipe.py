@@ -18,8 +18,8 @@ from thinc.api import Config, Model, set_dropout_rate, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Ints1d, Ints2d
 
 from .architectures import head_module, set_num_tags
-from .crf import TransitionMasks, entity_spans
-from .schemes import OUTSIDE, bio_tags, inside_of_begin
+from .crf import TransitionMasks, entity_spans, inside_tags
+from .schemes import OUTSIDE, bio_tags, parse_tag
 from .scoring import score_ner
 
 DEFAULT_MODEL_CONFIG = """
@@ -207,7 +207,7 @@ class BertCrfNer(TrainablePipe):
     def set_annotations(self, docs: Iterable[Doc], prediction: "Prediction") -> None:
         """Set `doc.ents` from the predicted entities, replacing earlier ones,
         and `doc.spans[spans_key]` with their probabilities."""
-        labels = [tag.split("-", 1)[-1] for tag in self.tags]
+        labels = [parse_tag(tag)[0].label for tag in self.tags]
         for doc, entities, probabilities in zip(docs, prediction.entities, prediction.probabilities):
             spans = [Span(doc, first, last + 1, label=labels[begin]) for first, last, begin in entities.tolist()]
             doc.ents = spans
@@ -296,7 +296,7 @@ class BertCrfNer(TrainablePipe):
         head = head_module(self.model)
         with torch.no_grad():
             paths = head.decode(padded, mask, allowed)
-            spans = entity_spans(paths, mask, torch.as_tensor(inside_of_begin(tags), device=padded.device))
+            spans = entity_spans(paths, mask, inside_tags(tags, padded.device))
             if self.spans_key is None:
                 flat_probabilities = numpy.zeros((len(spans),), dtype="float32")
             else:
