@@ -1,4 +1,4 @@
-"""Write a BERT encoder directory (weights + tokenizer) that spacy-transformers loads."""
+"""Write a BERT encoder directory (weights + tokenizer) that the pipe and spacy-transformers load."""
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +24,9 @@ def main(
     intermediate: Optional[int] = typer.Option(None, "--intermediate", help="Feed-forward size"),
     config: Path = typer.Option(ASSETS / "config.json", "--config", help="BERT config for random init"),
     vocab: Path = typer.Option(ASSETS / "vocab.txt", "--vocab", help="Wordpiece vocabulary for random init"),
+    char_vectors: Optional[Path] = typer.Option(
+        None, "--char-vectors", help="Character table (scripts/train_vectors.py) to initialise the embeddings from"
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation"),
 ):
     """Build the encoder: random init from CONFIG and VOCAB, or from pretrained weights."""
@@ -36,6 +39,7 @@ def main(
             shape=shape,
             from_pretrained=from_pretrained,
             embeddings_only=embeddings_only,
+            char_vectors=char_vectors,
             seed=seed,
         )
     except ValueError as error:

@@ -3,6 +3,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import spacy
@@ -11,10 +12,12 @@ from typer.testing import CliRunner, Result
 
 from spacy_bert_crf.encoders import EncoderShape, build_encoder
 from spacy_bert_crf.formats import read_two_file
+from spacy_bert_crf.vectors import VectorSettings, train_vectors
 
 ROOT = Path(__file__).parent.parent
 ASSETS = ROOT / "assets"
 TINY_SHAPE = EncoderShape(layers=2, hidden=64, heads=2, intermediate=128)
+TINY_VECTORS = VectorSettings(char_dim=64, bigram_dim=16, epochs=1, bigram_min_count=2, max_bigrams=5000, workers=1)
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +32,26 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vectors(tmp_path_factory) -> Path:
+    """Character (64-d) and bigram (16-d) tables trained on the PD2014 text, as train_vectors makes them."""
+    output = tmp_path_factory.mktemp("vectors")
+    train_vectors([ASSETS / "pd2014" / "test.txt.gz"], output, TINY_VECTORS, log=lambda line: None)
+    return output
+
+
+@pytest.fixture(scope="session")
+def tiny_bigram_encoder(tmp_path_factory, tiny_vectors) -> Path:
+    """The tiny encoder with its embeddings initialised from `tiny_vectors`."""
+    return build_encoder(
+        tmp_path_factory.mktemp("encoder") / "tiny_vectors",
+        config_path=ASSETS / "bert-base-chinese" / "config.json",
+        vocab_path=ASSETS / "bert-base-chinese" / "vocab.txt",
+        shape=TINY_SHAPE,
+        char_vectors=tiny_vectors / "chars.npz",
+    )
+
+
+@pytest.fixture(scope="session")
 def pd2014_docs():
     """The report's corpus (1,000 sentences) as gold Docs."""
     docs, _ = read_two_file(
@@ -37,22 +60,20 @@ def pd2014_docs():
     return docs
 
 
-def tagger_config(encoder: Path, architecture: str = "spacy_bert_crf.CRFTagger.v1", **model_settings) -> dict:
-    """The pipe's config with a local encoder directory."""
+def tagger_config(
+    encoder: Path, architecture: str = "spacy_bert_crf.CRFTagger.v1", bigram_vectors: Optional[Path] = None, **model_settings
+) -> dict:
+    """The pipe's config with a local encoder directory (and bigram table), in windows of 32 characters."""
     return {
         "model": {
             "@architectures": architecture,
             **model_settings,
             "tok2vec": {
-                "@architectures": "spacy-transformers.Tok2VecTransformer.v3",
+                "@architectures": "spacy_bert_crf.CharBertEncoder.v1",
                 "name": str(encoder),
-                "tokenizer_config": {"use_fast": True},
-                "get_spans": {
-                    "@span_getters": "spacy-transformers.strided_spans.v1",
-                    "window": 32,
-                    "stride": 24,
-                },
-                "pooling": {"@layers": "reduce_mean.v1"},
+                "bigram_vectors": None if bigram_vectors is None else str(bigram_vectors),
+                "window": 32,
+                "stride": 24,
             },
         }
     }

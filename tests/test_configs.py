@@ -24,8 +24,10 @@ def test_the_expected_configs_ship():
 
 
 @pytest.mark.parametrize("config_path", CONFIGS, ids=lambda path: path.stem)
-def test_config_trains_a_pipe_that_sets_entities(config_path, corpus, tiny_encoder):
+def test_config_trains_a_pipe_that_sets_entities(config_path, corpus, tiny_encoder, tiny_vectors):
     overrides = {"paths.train": str(corpus), "paths.dev": str(corpus), "paths.encoder": str(tiny_encoder)}
+    if load_config(config_path, interpolate=False)["paths"]["bigram_vectors"] is not None:
+        overrides["paths.bigram_vectors"] = str(tiny_vectors / "bigrams.npz")
     config = load_config(config_path, overrides=overrides, interpolate=False)
     nlp = init_nlp(config)
     assert nlp.pipe_names == ["bert_crf_ner"]

@@ -137,7 +137,7 @@ def test_entity_probabilities_equal_brute_force(seed, n_steps, constrained, crf)
     allowed = TransitionMasks.for_tags(tuple(TWO_TYPES), torch.device("cpu")) if constrained else None
     spans = [(row, *span) for row, length in enumerate(lengths.tolist()) for span in every_span(length, 2)]
     ours = head.entity_probabilities(emissions, mask, torch.tensor(spans), allowed)
-    chain = [part.detach().double().numpy() for part in head.chain(emissions).constrained(allowed)]
+    chain = [part.detach().double().numpy() for part in head.chain(emissions).constrained(allowed)[:4]]
     weights = [path_weights(chain, row, int(length)) for row, length in enumerate(lengths)]
     for (row, first, last, begin, inside), probability in zip(spans, ours.tolist()):
         entity = sum(w for path, w in weights[row].items() if has_entity(path, first, last, begin, inside))
@@ -183,3 +183,38 @@ def test_entity_spans_are_the_entities_of_the_paths(seed, n_steps):
                 begin = TWO_TYPES.index("B-" + tag[2:])
                 expected.append([row, first, last, begin, begin + 1])
     assert spans == expected
+
+
+def obeys_blanks(path, blank):
+    """Valid BIO, and no entity that starts or ends on a blank step."""
+    tags = [TWO_TYPES[i] for i in path] + ["O"]
+    if not is_valid_bio(tags):
+        return False
+    starts = [t for t, tag in enumerate(tags) if tag.startswith("B")]
+    ends = [t for t, tag in enumerate(tags[:-1]) if tag != "O" and not tags[t + 1].startswith("I")]
+    return not any(blank[t] for t in starts + ends)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_steps=st.integers(1, 5), crf=st.booleans(), blank_bits=st.integers(0, 2**15))
+def test_no_entity_starts_or_ends_on_a_blank(seed, n_steps, crf, blank_bits):
+    """Decoding and entity probabilities with blank steps equal enumeration over
+    the paths that obey BIO and keep every entity's edges off the blanks."""
+    n_tags = len(TWO_TYPES)
+    emissions, mask, lengths = random_batch(seed, 3, n_steps, n_tags)
+    blank = torch.tensor([[bool(blank_bits >> (row * n_steps + t) & 1) for t in range(n_steps)] for row in range(3)])
+    head = random_head(seed, n_tags) if crf else SoftmaxHead(n_tags)
+    allowed = TransitionMasks.for_tags(tuple(TWO_TYPES), torch.device("cpu"))
+    paths = head.decode(emissions, mask, allowed, blank)
+    spans = [(row, *span) for row, length in enumerate(lengths.tolist()) for span in every_span(length, 2)]
+    ours = head.entity_probabilities(emissions, mask, torch.tensor(spans), allowed, blank)
+    chain = [part.detach().double().numpy() for part in head.chain(emissions)[:4]]
+    weights = []
+    for row, length in enumerate(lengths.tolist()):
+        row_blank = blank[row, :length].tolist()
+        weights.append({path: w for path, w in path_weights(chain, row, length).items() if obeys_blanks(path, row_blank)})
+        best = max(weights[row], key=weights[row].get)
+        assert paths[row, :length].tolist() == list(best)
+    for (row, first, last, begin, inside), probability in zip(spans, ours.tolist()):
+        entity = sum(w for path, w in weights[row].items() if has_entity(path, first, last, begin, inside))
+        assert abs(probability - entity / sum(weights[row].values())) < 1e-4

@@ -17,9 +17,9 @@ LOGGER = "spacy_bert_crf.JSONLLogger.v1"
 
 
 @pytest.fixture(scope="module")
-def config(tiny_encoder):
+def config(tiny_encoder, tiny_vectors):
     """configs/default.cfg with the tiny encoder, interpolated as `spacy train` does."""
-    overrides = {"paths.encoder": str(tiny_encoder)}
+    overrides = {"paths.encoder": str(tiny_encoder), "paths.bigram_vectors": str(tiny_vectors / "bigrams.npz")}
     return load_config(ROOT / "configs" / "default.cfg", overrides=overrides, interpolate=True)
 
 

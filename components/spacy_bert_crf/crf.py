@@ -32,6 +32,9 @@ class TransitionMasks(NamedTuple):
     start: torch.Tensor
     transitions: torch.Tensor
     end: torch.Tensor
+    blank_tags: torch.Tensor
+    blank_transitions: torch.Tensor
+    blank_end: torch.Tensor
 
     @classmethod
     def from_allowed(cls, allowed: AllowedTransitions, device) -> "TransitionMasks":
@@ -53,23 +56,54 @@ def inside_tags(tags: Tuple[str, ...], device: torch.device) -> torch.Tensor:
 
 class ChainScores(NamedTuple):
     """The scores of a linear chain: a path's score is the sum of its
-    emissions, its transitions, and its start and end scores."""
+    emissions, its transitions, and its start and end scores.
+
+    Where `blank` marks a token (whitespace, control characters), the
+    transitions out of it are `blank_transitions` and, if it is the last one,
+    the end scores are `blank_end`: that is how an entity is kept from
+    starting or ending on it (`constrained`).
+    """
 
     emissions: torch.Tensor  # (batch, time, tags)
     start: torch.Tensor  # (tags,)
     transitions: torch.Tensor  # (previous tag, next tag)
     end: torch.Tensor  # (tags,)
+    blank: Optional[torch.Tensor] = None  # (batch, time) bool
+    blank_transitions: Optional[torch.Tensor] = None  # (previous tag, next tag)
+    blank_end: Optional[torch.Tensor] = None  # (tags,)
 
-    def constrained(self, allowed: Optional[TransitionMasks]) -> "ChainScores":
-        """The same chain, where a forbidden transition costs more than any path can make up."""
+    def constrained(self, allowed: Optional[TransitionMasks], blank: Optional[torch.Tensor] = None) -> "ChainScores":
+        """The same chain, where a forbidden transition costs more than any path
+        can make up; with `blank`, no entity starts or ends on a blank token."""
         if allowed is None:
             return self
+        emissions, transitions = self.emissions, self.transitions.masked_fill(~allowed.transitions, FORBIDDEN)
+        blank_transitions = blank_end = None
+        if blank is not None:
+            emissions = emissions.masked_fill(blank.unsqueeze(2) & ~allowed.blank_tags, FORBIDDEN)
+            blank_transitions = self.transitions.masked_fill(~allowed.blank_transitions, FORBIDDEN)
+            blank_end = self.end.masked_fill(~(allowed.end & allowed.blank_end), FORBIDDEN)
         return ChainScores(
-            self.emissions,
+            emissions,
             self.start.masked_fill(~allowed.start, FORBIDDEN),
-            self.transitions.masked_fill(~allowed.transitions, FORBIDDEN),
+            transitions,
             self.end.masked_fill(~allowed.end, FORBIDDEN),
+            blank,
+            blank_transitions,
+            blank_end,
         )
+
+    def transitions_after(self, step: int) -> torch.Tensor:
+        """Transition scores from `step` to the next: (tags, tags), or (batch, tags, tags) with blanks."""
+        if self.blank is None:
+            return self.transitions
+        return torch.where(self.blank[:, step, None, None], self.blank_transitions, self.transitions)
+
+    def end_at(self, rows: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """End scores (n, tags) of sequences `rows` whose last step is `last`."""
+        if self.blank is None:
+            return self.end.expand(len(rows), -1)
+        return torch.where(self.blank[rows, last].unsqueeze(1), self.blank_end, self.end)
 
 
 def viterbi_decode(chain: ChainScores, mask: torch.Tensor, allowed: Optional[TransitionMasks] = None) -> torch.Tensor:
@@ -78,19 +112,20 @@ def viterbi_decode(chain: ChainScores, mask: torch.Tensor, allowed: Optional[Tra
     mask: (batch, time) bool, each row a prefix of ones (and its first step
     on). Padding positions are returned as 0.
     """
-    emissions, start, transitions, end = chain.constrained(allowed)
+    chain = chain.constrained(allowed, chain.blank)
+    emissions = chain.emissions
     batch_size, n_steps, _ = emissions.shape
     if n_steps == 0:
         return torch.zeros((batch_size, 0), dtype=torch.long, device=emissions.device)
-    score = start + emissions[:, 0]
+    score = chain.start + emissions[:, 0]
     backpointers = emissions.new_zeros((n_steps, batch_size, emissions.shape[2]), dtype=torch.long)
     for step in range(1, n_steps):
         # (batch, previous tag, next tag)
-        candidates = score.unsqueeze(2) + transitions + emissions[:, step].unsqueeze(1)
+        candidates = score.unsqueeze(2) + chain.transitions_after(step - 1) + emissions[:, step].unsqueeze(1)
         best, backpointers[step] = candidates.max(dim=1)
         score = torch.where(mask[:, step].unsqueeze(1), best, score)
-    score = score + end
     lengths = mask.sum(dim=1)
+    score = score + chain.end_at(torch.arange(batch_size, device=emissions.device), lengths - 1)
     current = score.argmax(dim=1)
     path = torch.empty((batch_size, n_steps), dtype=torch.long, device=emissions.device)
     # Walk back from the last step; rows shorter than `step` keep their final
@@ -117,21 +152,38 @@ def forward_backward(chain: ChainScores, mask: torch.Tensor) -> Tuple[torch.Tens
     emissions = chain.emissions
     batch_size, n_steps, n_tags = emissions.shape
     lengths = mask.sum(dim=1)
-    alpha = _log_scan(chain.start + emissions[:, 0], emissions, chain.transitions)
+    rows = torch.arange(batch_size, device=emissions.device)
+    end = chain.end_at(rows, lengths - 1)
+    blank = chain.blank
+    # Step t of the forward scan leaves step t - 1.
+    leaving_blank = None if blank is None else torch.nn.functional.pad(blank[:, :-1], (1, 0))
+    alpha = _log_scan(chain.start + emissions[:, 0], emissions, chain.transitions, chain.blank_transitions, leaving_blank)
     # reverse[b, s] = lengths[b] - 1 - s: step s of the reversed row (clamped in the padding).
     reverse = (lengths.unsqueeze(1) - 1 - torch.arange(n_steps, device=emissions.device)).clamp(min=0)
-    reverse = reverse.unsqueeze(2).expand(-1, -1, n_tags)
-    reversed_emissions = emissions.gather(1, reverse)
-    # Reversed, alpha's recursion over (emission + beta) runs from the end score.
-    reversed_sums = _log_scan(chain.end + reversed_emissions[:, 0], reversed_emissions, chain.transitions.t())
-    beta = (reversed_sums - reversed_emissions).gather(1, reverse)
-    rows = torch.arange(batch_size, device=emissions.device)
-    log_z = torch.logsumexp(alpha[rows, lengths - 1] + chain.end, dim=1)
+    reversed_emissions = emissions.gather(1, reverse.unsqueeze(2).expand(-1, -1, n_tags))
+    # Reversed, alpha's recursion over (emission + beta) runs from the end
+    # score, and step s crosses the transition that leaves reversed step s.
+    reversed_blank = None if blank is None else blank.gather(1, reverse)
+    blank_transitions = None if blank is None else chain.blank_transitions.t()
+    reversed_sums = _log_scan(
+        end + reversed_emissions[:, 0], reversed_emissions, chain.transitions.t(), blank_transitions, reversed_blank
+    )
+    beta = (reversed_sums - reversed_emissions).gather(1, reverse.unsqueeze(2).expand(-1, -1, n_tags))
+    log_z = torch.logsumexp(alpha[rows, lengths - 1] + end, dim=1)
     return alpha, beta, log_z
 
 
-def _log_scan(first: torch.Tensor, emissions: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:
+def _log_scan(
+    first: torch.Tensor,
+    emissions: torch.Tensor,
+    transitions: torch.Tensor,
+    other_transitions: Optional[torch.Tensor] = None,
+    use_other: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """out[:, 0] = first; out[:, t, j] = log Σ_i exp(out[:, t-1, i] + transitions[i, j]) + emissions[:, t, j].
+
+    Where use_other[b, t] (batch, time) is set, step t of row b takes
+    `other_transitions` instead.
 
     Each step is a matrix product in probability space, shifted by the
     previous step's maximum (and the transitions' maximum) so that nothing
@@ -141,12 +193,17 @@ def _log_scan(first: torch.Tensor, emissions: torch.Tensor, transitions: torch.T
     """
     top = transitions.max()
     weights = (transitions - top).exp()
+    other_weights = None if use_other is None else (other_transitions - top).exp()
     shifted = emissions + top
     out = emissions.new_empty(emissions.shape)
     out[:, 0] = current = first
     for step in range(1, emissions.shape[1]):
         peak = current.amax(dim=1, keepdim=True)
-        current = ((current - peak).exp() @ weights).log() + peak + shifted[:, step]
+        scaled = (current - peak).exp()
+        mixed = scaled @ weights
+        if other_weights is not None:
+            mixed = torch.where(use_other[:, step].unsqueeze(1), scaled @ other_weights, mixed)
+        current = mixed.log() + peak + shifted[:, step]
         out[:, step] = current
     return out
 
@@ -162,7 +219,7 @@ def span_probabilities(chain: ChainScores, mask: torch.Tensor, spans: torch.Tens
     if not len(spans):
         return chain.emissions.new_zeros((0,))
     alpha, beta, log_z = forward_backward(chain, mask)
-    emissions, _, transitions, end = chain
+    emissions, transitions = chain.emissions, chain.transitions
     row, first, last, begin, inside = spans.unbind(1)
     # Emissions summed along the inside tag: a prefix sum, read at both ends.
     cumulative = torch.nn.functional.pad(emissions.cumsum(dim=1), (0, 0, 1, 0))
@@ -174,9 +231,13 @@ def span_probabilities(chain: ChainScores, mask: torch.Tensor, spans: torch.Tens
     final_tag = torch.where(n_inside > 0, inside, begin)
     is_last = last == mask.sum(dim=1)[row] - 1
     after = (last + 1).clamp(max=emissions.shape[1] - 1)
-    following = transitions[final_tag] + emissions[row, after] + beta[row, after]
+    leaving_transitions = transitions[final_tag]
+    if chain.blank is not None:
+        leaving_transitions = torch.where(chain.blank[row, last].unsqueeze(1), chain.blank_transitions[final_tag], leaving_transitions)
+    following = leaving_transitions + emissions[row, after] + beta[row, after]
     following = following.scatter(1, inside.unsqueeze(1), float("-inf"))
-    leaving = torch.where(is_last, end[final_tag], torch.logsumexp(following, dim=1))
+    ending = chain.end_at(row, last).gather(1, final_tag.unsqueeze(1)).squeeze(1)
+    leaving = torch.where(is_last, ending, torch.logsumexp(following, dim=1))
     log_probability = alpha[row, first, begin] + inside_emissions + inside_transitions + leaving - log_z[row]
     return log_probability.exp().clamp(max=1.0)
 
@@ -214,8 +275,11 @@ class SequenceHead(nn.Module):
         emissions: torch.Tensor,
         mask: torch.Tensor,
         allowed: Optional[TransitionMasks] = None,
+        blank: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        return viterbi_decode(self.chain(emissions), mask, allowed)
+        """The best tag sequences that obey `allowed`; with `blank` (batch,
+        time), no entity starts or ends on a blank token."""
+        return viterbi_decode(self.chain(emissions).constrained(allowed, blank), mask)
 
     def entity_probabilities(
         self,
@@ -223,9 +287,10 @@ class SequenceHead(nn.Module):
         mask: torch.Tensor,
         spans: torch.Tensor,
         allowed: Optional[TransitionMasks] = None,
+        blank: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """`span_probabilities` of `spans` under the head's (constrained) chain."""
-        return span_probabilities(self.chain(emissions).constrained(allowed), mask, spans)
+        return span_probabilities(self.chain(emissions).constrained(allowed, blank), mask, spans)
 
 
 class CRFHead(SequenceHead):

@@ -11,12 +11,15 @@ Three ways, all ending in `save_pretrained` (weights, config and tokenizer):
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
+from .char_inputs import WHITESPACE_TOKEN, fold, load_vectors, lookup_rows
+
 PathLike = Union[str, Path]
+CHAR_VECTOR_STD = 0.05
 
 
 @dataclass
@@ -86,6 +89,29 @@ def embeddings_only_encoder(
     return model
 
 
+def load_char_vectors(model: BertModel, vocab: Sequence[str], vectors_path: PathLike, scale: float = CHAR_VECTOR_STD) -> int:
+    """Initialise the embedding of every single-character vocabulary entry from
+    a character table (`scripts/train_vectors.py`); return how many were set.
+
+    The table is keyed by folded characters (`char_inputs.fold`), as the
+    encoder reads them; the whitespace entry gets the vector of a space. The
+    vectors are rescaled to a standard deviation of `scale`: larger than
+    BERT's random position embeddings (0.02), so that they are what the
+    embedding layer norm sees at first.
+    """
+    keys, vectors = load_vectors(vectors_path)
+    embeddings = model.get_input_embeddings().weight
+    if vectors.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"{vectors_path} has {vectors.shape[1]}-dimensional vectors; the encoder's hidden size is {embeddings.shape[1]}"
+        )
+    folded = [" " if token == WHITESPACE_TOKEN else (fold(token) if len(token) == 1 else "") for token in vocab]
+    vocab_rows, key_rows = lookup_rows(keys, folded)
+    with torch.no_grad():
+        embeddings[torch.from_numpy(vocab_rows)] = torch.from_numpy(vectors[key_rows] * (scale / vectors.std()))
+    return len(vocab_rows)
+
+
 def vocab_tokenizer(vocab_path: PathLike, do_lower_case: bool = False) -> BertTokenizerFast:
     """A BERT wordpiece tokenizer over the vocabulary file at `vocab_path`.
 
@@ -104,9 +130,14 @@ def build_encoder(
     shape: EncoderShape = EncoderShape(),
     from_pretrained: Optional[str] = None,
     embeddings_only: bool = False,
+    char_vectors: Optional[PathLike] = None,
     seed: int = 0,
 ) -> Path:
-    """Write an encoder directory that `from_pretrained` and spacy-transformers load."""
+    """Write an encoder directory that `from_pretrained` and spacy-transformers load.
+
+    char_vectors: a character table whose vectors initialise the embeddings
+    (`load_char_vectors`).
+    """
     if from_pretrained is None:
         if embeddings_only:
             raise ValueError("--embeddings-only needs --from-pretrained")
@@ -122,6 +153,9 @@ def build_encoder(
                 )
             model = truncated_encoder(from_pretrained, shape.layers)
         tokenizer = AutoTokenizer.from_pretrained(from_pretrained)
+    if char_vectors is not None:
+        vocab = tokenizer.get_vocab()
+        load_char_vectors(model, sorted(vocab, key=vocab.__getitem__), char_vectors)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)

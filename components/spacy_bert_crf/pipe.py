@@ -18,6 +18,7 @@ from thinc.api import Config, Model, set_dropout_rate, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Ints1d, Ints2d
 
 from .architectures import head_module, set_num_tags
+from .char_inputs import is_blank
 from .crf import TransitionMasks, entity_spans, inside_tags
 from .schemes import OUTSIDE, bio_tags, parse_tag
 from .scoring import score_ner
@@ -28,20 +29,12 @@ DEFAULT_MODEL_CONFIG = """
 crf_learn_rate_scale = 10.0
 
 [model.tok2vec]
-@architectures = "spacy-transformers.Tok2VecTransformer.v3"
+@architectures = "spacy_bert_crf.CharBertEncoder.v1"
 name = "bert-base-chinese"
-tokenizer_config = {"use_fast": true}
-transformer_config = {}
+bigram_vectors = null
+window = 256
+stride = 192
 mixed_precision = false
-grad_factor = 1.0
-
-[model.tok2vec.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 128
-stride = 96
-
-[model.tok2vec.pooling]
-@layers = "reduce_mean.v1"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
@@ -83,6 +76,11 @@ def make_bert_crf_ner(
     return BertCrfNer(
         nlp.vocab, model, name, spans_key=spans_key, encoder_sub_batches=encoder_sub_batches, scorer=scorer
     )
+
+
+def blank_tokens(doc: Doc) -> numpy.ndarray:
+    """Which tokens are whitespace or control characters: an entity may hold them, never start or end on them."""
+    return numpy.fromiter((is_blank(token.text) for token in doc), dtype=bool, count=len(doc))
 
 
 class Prediction(NamedTuple):
@@ -198,7 +196,7 @@ class BertCrfNer(TrainablePipe):
             emissions = {}
             for sub_batch in length_sorted_splits(docs, non_empty, self.cfg["encoder_sub_batches"]):
                 emissions.update(zip(sub_batch, self.model.predict([docs[i] for i in sub_batch])))
-            decoded = self._decode([emissions[i] for i in non_empty])
+            decoded = self._decode([emissions[i] for i in non_empty], [blank_tokens(docs[i]) for i in non_empty])
             for field, values in zip(prediction, decoded):
                 for i, value in zip(non_empty, values):
                     field[i] = value
@@ -287,20 +285,21 @@ class BertCrfNer(TrainablePipe):
             ids.append(tag_index[tag])
         return ids
 
-    def _decode(self, emissions: List[Floats2d]) -> "Prediction":
+    def _decode(self, emissions: List[Floats2d], blanks: List[numpy.ndarray]) -> "Prediction":
         padded = xp2torch(self.model.ops.pad(emissions))
         lengths = [len(rows) for rows in emissions]
         mask = self._mask(lengths, padded.device)
+        blank = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(row) for row in blanks], batch_first=True).to(padded.device)
         tags = tuple(self.tags)
         allowed = TransitionMasks.for_tags(tags, padded.device)
         head = head_module(self.model)
         with torch.no_grad():
-            paths = head.decode(padded, mask, allowed)
+            paths = head.decode(padded, mask, allowed, blank)
             spans = entity_spans(paths, mask, inside_tags(tags, padded.device))
             if self.spans_key is None:
                 flat_probabilities = numpy.zeros((len(spans),), dtype="float32")
             else:
-                flat_probabilities = head.entity_probabilities(padded, mask, spans, allowed).cpu().numpy()
+                flat_probabilities = head.entity_probabilities(padded, mask, spans, allowed, blank).cpu().numpy()
         spans = spans.cpu().numpy()
         # Per Doc: (first, last, begin tag) of its entities, in order.
         splits = numpy.cumsum(numpy.bincount(spans[:, 0], minlength=len(lengths)))[:-1]

@@ -233,11 +233,19 @@ class AllowedTransitions(NamedTuple):
 
     start[j]: may a sequence begin with tag j; transitions[i, j]: may tag j follow
     tag i; end[i]: may a sequence end with tag i.
+
+    A blank token (whitespace, control characters) may sit inside an entity
+    but never at its edge: blank_tags[j]: may it take tag j (not `B-X`);
+    blank_transitions[i, j]: may tag j follow it when it has tag i (after
+    `I-X`, only `I-X`); blank_end[i]: may a sequence end on it with tag i (`O`).
     """
 
     start: numpy.ndarray
     transitions: numpy.ndarray
     end: numpy.ndarray
+    blank_tags: numpy.ndarray
+    blank_transitions: numpy.ndarray
+    blank_end: numpy.ndarray
 
 
 @lru_cache(maxsize=16)
@@ -256,7 +264,12 @@ def allowed_transitions(tags: Tuple[str, ...]) -> AllowedTransitions:
             start[j] = False
             for i, previous in enumerate(parsed):
                 transitions[i, j] = previous.label == tag.label
-    return AllowedTransitions(start, transitions, end)
+    outside = numpy.array([tag.prefix == OUTSIDE for tag in parsed])
+    inside = numpy.array([tag.prefix == INSIDE for tag in parsed])
+    blank_tags = outside | inside
+    # Out of a blank I-X only I-X may follow (the transitions keep it of type X).
+    blank_transitions = transitions & (outside[:, None] | inside[None, :])
+    return AllowedTransitions(start, transitions, end, blank_tags, blank_transitions, outside.copy())
 
 
 @lru_cache(maxsize=16)

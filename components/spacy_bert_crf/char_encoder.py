@@ -1,0 +1,246 @@
+"""`spacy_bert_crf.CharBertEncoder.v1`: a BERT that reads one character per position.
+
+Why a layer of our own rather than spacy-transformers' `TransformerModel`
+with a per-character tokenizer: the input is not only characters. Each
+character also brings its left and right bigram, whose vectors are added to
+its embedding through a small projection, and spacy-transformers hands the
+Hugging Face model a tokenizer's output with no room for that. Feeding ids
+straight from the tokens also removes the wordpiece alignment (spaCy tokens ↔
+pieces), which cost about a twelfth of inference time, and gives whitespace
+and control characters an id of their own where the wordpiece tokenizer
+deleted them. The encoder is still any Hugging Face BERT directory or hub
+name (`BertModel.from_pretrained`), bert-base-chinese's real weights included.
+
+Long texts are read in windows of `window` characters, `stride` apart; each
+character takes its vector from the window in which it sits furthest from an
+edge (the overlap is split at its middle).
+
+The shim owns its module: it saves the BERT config, the vocabulary, the
+bigram keys and the weights, and `from_bytes` rebuilds the module from them,
+so a saved pipeline needs neither the encoder directory nor `assets/`.
+"""
+import io
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy
+import srsly
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
+from thinc.types import Floats2d
+from torch import nn
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from .char_inputs import BigramVocab, CharVocab, load_vectors
+
+
+class CharBert(nn.Module):
+    """BERT over character ids, plus (optionally) a projection of each character's bigram vectors."""
+
+    def __init__(self, config: BertConfig, vocab: CharVocab, bigram_vocab: Optional[BigramVocab], bigram_width: int):
+        super().__init__()
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.vocab = vocab
+        self.bigram_vocab = bigram_vocab
+        if bigram_vocab is not None:
+            self.bigrams = nn.Embedding(len(bigram_vocab), bigram_width)
+            self.bigram_projection = nn.Linear(2 * bigram_width, config.hidden_size, bias=False)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.bert.config.hidden_size
+
+    def forward(self, ids: torch.Tensor, left: torch.Tensor, right: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Vectors of the characters at the flat positions `rows` of the padded windows."""
+        embeddings = self.bert.embeddings.word_embeddings(ids)
+        if self.bigram_vocab is not None:
+            embeddings = embeddings + self.bigram_projection(torch.cat([self.bigrams(left), self.bigrams(right)], dim=-1))
+        hidden = self.bert(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
+        return hidden.reshape(-1, hidden.shape[-1])[rows]
+
+    @classmethod
+    def from_pretrained(cls, name: str, bigram_vectors: Optional[str] = None) -> "CharBert":
+        """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams)."""
+        bert = BertModel.from_pretrained(name, add_pooling_layer=False)
+        tokenizer_vocab = AutoTokenizer.from_pretrained(name).get_vocab()
+        vocab = CharVocab(sorted(tokenizer_vocab, key=tokenizer_vocab.__getitem__))
+        bigram_vocab, table = None, None
+        if bigram_vectors:
+            keys, vectors = load_vectors(bigram_vectors)
+            bigram_vocab = BigramVocab(keys)
+            # Unit scale, and a zero row for unknown bigrams.
+            table = numpy.concatenate([numpy.zeros((1, vectors.shape[1]), "float32"), vectors / vectors.std()])
+        module = cls(bert.config, vocab, bigram_vocab, 0 if table is None else table.shape[1])
+        module.bert.load_state_dict(bert.state_dict())
+        if table is not None:
+            module.bigrams.weight.data.copy_(torch.from_numpy(table))
+        return module
+
+
+def serialize_char_bert(module: CharBert) -> bytes:
+    """Everything `deserialize_char_bert` needs to rebuild the module: config, vocabularies, weights."""
+    state = io.BytesIO()
+    torch.save(module.state_dict(), state)
+    bigram_vocab = module.bigram_vocab
+    return srsly.msgpack_dumps(
+        {
+            "config": module.bert.config.to_dict(),
+            "vocab": module.vocab.tokens,
+            "bigram_keys": None if bigram_vocab is None else bigram_vocab.keys,
+            "bigram_width": module.bigrams.embedding_dim if bigram_vocab is not None else 0,
+            "state": state.getvalue(),
+        }
+    )
+
+
+def deserialize_char_bert(_module: Optional[CharBert], data: bytes, device: torch.device) -> CharBert:
+    saved = srsly.msgpack_loads(data)
+    keys = saved["bigram_keys"]
+    module = CharBert(
+        BertConfig.from_dict(saved["config"]),
+        CharVocab(saved["vocab"]),
+        None if keys is None else BigramVocab(keys),
+        saved["bigram_width"],
+    )
+    module.load_state_dict(torch.load(io.BytesIO(saved["state"]), map_location=device))
+    return module.to(device)
+
+
+class Windows(NamedTuple):
+    """A batch of Docs cut into padded windows of character ids, as `CharBert.forward` takes them."""
+
+    ids: numpy.ndarray  # (windows, positions), [CLS] and [SEP] included
+    left: numpy.ndarray  # (windows, positions): each character's left bigram row (0 elsewhere)
+    right: numpy.ndarray  # (windows, positions): its right bigram row
+    attention_mask: numpy.ndarray  # (windows, positions)
+    rows: numpy.ndarray  # (characters,): each character's flat position in the windows
+    lengths: List[int]  # characters per Doc
+
+
+def window_starts(length: int, window: int, stride: int) -> List[int]:
+    """Starts of the windows covering `length` characters; the last one ends at the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    return starts + [length - window]
+
+
+def owners(length: int, window: int, starts: Sequence[int]) -> numpy.ndarray:
+    """For each character, the window it takes its vector from: the overlap of
+    two windows is split at its middle."""
+    owner = numpy.zeros((length,), dtype="int64")
+    for k in range(1, len(starts)):
+        middle = (starts[k] + starts[k - 1] + window) // 2
+        owner[middle:] = k
+    return owner
+
+
+def doc_windows(docs: Sequence[Doc], vocab: CharVocab, bigram_vocab: Optional[BigramVocab], window: int, stride: int) -> Windows:
+    """Cut `docs` into windows and note where each character's vector is to be read."""
+    pieces = []  # (ids, left, right) per window
+    rows = []
+    for doc in docs:
+        texts = [token.text for token in doc]
+        ids = vocab.ids(texts)
+        bigram_rows = bigram_vocab.ids(texts) if bigram_vocab is not None else numpy.zeros((len(texts) + 1,), "int64")
+        starts = window_starts(len(texts), window, stride)
+        first_window = len(pieces)
+        for start in starts:
+            end = min(start + window, len(texts))
+            pieces.append((ids[start:end], bigram_rows[start:end], bigram_rows[start + 1 : end + 1]))
+        owner = owners(len(texts), window, starts)
+        positions = numpy.arange(len(texts)) - numpy.asarray(starts)[owner] + 1
+        rows.append((first_window + owner, positions))
+    width = max((len(piece[0]) for piece in pieces), default=0) + 2
+    n_windows = len(pieces)
+    ids = numpy.full((n_windows, width), vocab.pad_id, dtype="int64")
+    left = numpy.zeros((n_windows, width), dtype="int64")
+    right = numpy.zeros((n_windows, width), dtype="int64")
+    attention_mask = numpy.zeros((n_windows, width), dtype="int64")
+    for k, (piece_ids, piece_left, piece_right) in enumerate(pieces):
+        n = len(piece_ids)
+        ids[k, 0] = vocab.cls_id
+        ids[k, 1 : n + 1] = piece_ids
+        ids[k, n + 1] = vocab.sep_id
+        left[k, 1 : n + 1] = piece_left
+        right[k, 1 : n + 1] = piece_right
+        attention_mask[k, : n + 2] = 1
+    flat_rows = numpy.concatenate([window_index * width + position for window_index, position in rows]) if rows else numpy.zeros((0,), "int64")
+    return Windows(ids, left, right, attention_mask, flat_rows, [len(doc) for doc in docs])
+
+
+@registry.architectures("spacy_bert_crf.CharBertEncoder.v1")
+def build_char_bert_encoder(
+    name: str,
+    bigram_vectors: Optional[str] = None,
+    window: int = 256,
+    stride: int = 192,
+    mixed_precision: bool = False,
+) -> Model[List[Doc], List[Floats2d]]:
+    """One vector per token from a BERT that reads one character per position.
+
+    name: an encoder directory or hub name (`BertModel.from_pretrained`).
+    bigram_vectors: a `.npz` bigram table (`scripts/train_vectors.py`) whose
+    vectors are added to the character embeddings through a learned
+    projection; null or "" leaves the bigram input out (as for
+    bert-base-chinese, whose embeddings were pretrained without it).
+    window, stride: characters per window, and the step between windows, for
+    texts longer than one window; window + 2 ([CLS], [SEP]) must fit the
+    encoder's position embeddings.
+    """
+    if not 0 < stride <= window:
+        raise ValueError(f"stride must be in 1..window ({window}); got {stride}")
+    shim = PyTorchShim(
+        None,
+        mixed_precision=mixed_precision,
+        serialize_model=serialize_char_bert,
+        deserialize_model=deserialize_char_bert,
+    )
+    return Model(
+        "char_bert",
+        _forward,
+        init=_init,
+        shims=[shim],
+        attrs={"name": name, "bigram_vectors": bigram_vectors or None, "window": window, "stride": stride},
+    )
+
+
+def char_bert_module(model: Model) -> CharBert:
+    """The torch module of an initialised (or loaded) CharBertEncoder."""
+    module = model.shims[0]._model
+    if module is None:
+        raise ValueError("The character encoder has no module yet: initialize the model or load it first.")
+    return module
+
+
+def _init(model: Model, X=None, Y=None) -> None:
+    module = CharBert.from_pretrained(model.attrs["name"], model.attrs["bigram_vectors"])
+    max_positions = module.bert.config.max_position_embeddings
+    if model.attrs["window"] + 2 > max_positions:
+        raise ValueError(f"window {model.attrs['window']} + 2 exceeds the encoder's {max_positions} positions")
+    model.shims[0]._model = module.to(get_torch_default_device())
+
+
+def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    shim = model.shims[0]
+    module = char_bert_module(model)
+    windows = doc_windows(docs, module.vocab, module.bigram_vocab, model.attrs["window"], model.attrs["stride"])
+    device = shim.device
+    inputs = ArgsKwargs(
+        args=tuple(
+            torch.as_tensor(array, device=device)
+            for array in (windows.ids, windows.left, windows.right, windows.attention_mask, windows.rows)
+        ),
+        kwargs={},
+    )
+    output, torch_backprop = shim(inputs, is_train)
+    flat = torch2xp(output.float())
+    vectors = model.ops.unflatten(flat, model.ops.asarray1i(windows.lengths))
+
+    def backprop(d_vectors: List[Floats2d]) -> List[Doc]:
+        d_flat = xp2torch(model.ops.flatten(d_vectors), device=device)
+        torch_backprop(ArgsKwargs(args=(output,), kwargs={"grad_tensors": d_flat}))
+        return []
+
+    return vectors, backprop
