@@ -218,3 +218,23 @@ def test_no_entity_starts_or_ends_on_a_blank(seed, n_steps, crf, blank_bits):
     for (row, first, last, begin, inside), probability in zip(spans, ours.tolist()):
         entity = sum(w for path, w in weights[row].items() if has_entity(path, first, last, begin, inside))
         assert abs(probability - entity / sum(weights[row].values())) < 1e-4
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_tags=st.integers(2, 5), n_steps=st.integers(1, 12))
+def test_crf_loss_and_its_gradients_equal_pytorch_crf(seed, n_tags, n_steps):
+    emissions, mask, lengths = random_batch(seed, 4, n_steps, n_tags)
+    tags = torch.randint(0, n_tags, mask.shape, generator=torch.Generator().manual_seed(seed)).masked_fill(~mask, 0)
+    head = random_head(seed, n_tags)
+    ours_input = emissions.clone().requires_grad_(True)
+    reference_input = emissions.clone().requires_grad_(True)
+    ours = head.loss(ours_input, tags, mask)
+    ours.backward()
+    ours_grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in head.parameters()]
+    head.zero_grad()
+    reference = -head.crf(reference_input, tags, mask, reduction="sum")
+    reference.backward()
+    assert torch.allclose(ours, reference, atol=1e-3, rtol=1e-5)
+    assert torch.allclose(ours_input.grad, reference_input.grad, atol=1e-4)
+    for got, want in zip(ours_grads, head.parameters()):
+        assert torch.allclose(got, torch.zeros_like(want) if want.grad is None else want.grad, atol=1e-4)

@@ -12,9 +12,9 @@ upper-case), full- and half-width forms, whitespace runs, and real Chinese
 sentences, alone and concatenated. The examples are derandomized and no
 database is kept, so every run, CI's included, tries the same texts.
 
-What must hold is what the pipe promises, nothing more: whitespace and
-characters the tokenizer deletes are tagged like any other token (README,
-"Known limits"), so an entity may contain them.
+What must hold is what the pipe promises, nothing more: every token has
+its own input id, whitespace and control characters included, and an entity
+may contain them but never start or end on one.
 """
 import json
 import string
@@ -31,6 +31,7 @@ from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import fix_random_seed
 from thinc.api import Adam
 
+from spacy_bert_crf.char_inputs import is_blank
 from spacy_bert_crf.schemes import is_valid_bio
 from conftest import run_script, tagger_config
 
@@ -58,11 +59,11 @@ def ents(doc: Doc) -> List[tuple]:
 
 
 @pytest.fixture(scope="module")
-def packaged(tiny_encoder, pd2014_docs, tmp_path_factory) -> Packaged:
-    """The pipe trained a few steps on 4 sentences, saved and loaded back."""
+def packaged(tiny_bigram_encoder, tiny_vectors, pd2014_docs, tmp_path_factory) -> Packaged:
+    """The pipe (with bigram input) trained a few steps on 4 sentences, saved and loaded back."""
     fix_random_seed(0)
     nlp = spacy.blank("zh")
-    nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_encoder))
+    nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_bigram_encoder, bigram_vectors=tiny_vectors / "bigrams.npz"))
     examples = [
         Example.from_dict(nlp.make_doc(doc.text), {"entities": ents(doc)})
         for doc in pd2014_docs[:TRAINING_SENTENCES]
@@ -86,7 +87,12 @@ def assert_valid_entities(doc: Doc, text: str, labels: Sequence[str]) -> None:
         assert previous_end <= ent.start_char < ent.end_char <= len(text)
         assert ent.text == text[ent.start_char : ent.end_char]
         assert ent.label_ in labels
+        assert not is_blank(ent[0].text) and not is_blank(ent[-1].text), repr(ent.text)
         previous_end = ent.end_char
+    group = doc.spans["ents"]
+    assert [(span.start, span.end, span.label_) for span in group] == [(ent.start, ent.end, ent.label_) for ent in doc.ents]
+    assert len(group.attrs["scores"]) == len(group)
+    assert all(0.0 <= score <= 1.0 for score in group.attrs["scores"])
     tags = biluo_to_iob(doc_to_biluo_tags(doc))
     assert len(tags) == len(doc)
     assert is_valid_bio(tags), tags
@@ -177,6 +183,12 @@ def test_pipe_gives_valid_entities_and_equals_call(packaged, data):
     for doc, text in zip(docs, batch):
         assert_valid_entities(doc, text, packaged.labels)
     assert [ents(doc) for doc in docs] == [ents(nlp(text)) for text in batch]
+
+
+def test_entities_around_line_breaks_and_control_characters_keep_off_them(packaged):
+    """The issue's examples: the entities next to line breaks and control characters do not take them in."""
+    for text in ("北京\n\n上海\r\n广州", "北\x00京\x07", "  北京  ", *(sentence + "\n\n" for sentence in packaged.sentences[:20])):
+        assert_valid_entities(packaged.nlp(text), text, packaged.labels)
 
 
 def test_generated_texts_do_get_entities(packaged):

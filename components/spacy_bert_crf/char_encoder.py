@@ -31,6 +31,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, 
 from thinc.types import Floats2d
 from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers.utils import logging as transformers_logging
 
 from .char_inputs import BigramVocab, CharVocab, load_vectors
 
@@ -62,7 +63,13 @@ class CharBert(nn.Module):
     @classmethod
     def from_pretrained(cls, name: str, bigram_vectors: Optional[str] = None) -> "CharBert":
         """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams)."""
-        bert = BertModel.from_pretrained(name, add_pooling_layer=False)
+        # A checkpoint's pooler (which NER has no use for) is left out: say nothing of it.
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_error()
+        try:
+            bert = BertModel.from_pretrained(name, add_pooling_layer=False)
+        finally:
+            transformers_logging.set_verbosity(verbosity)
         tokenizer_vocab = AutoTokenizer.from_pretrained(name).get_vocab()
         vocab = CharVocab(sorted(tokenizer_vocab, key=tokenizer_vocab.__getitem__))
         bigram_vocab, table = None, None
@@ -239,7 +246,7 @@ def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats
     vectors = model.ops.unflatten(flat, model.ops.asarray1i(windows.lengths))
 
     def backprop(d_vectors: List[Floats2d]) -> List[Doc]:
-        d_flat = xp2torch(model.ops.flatten(d_vectors), device=device)
+        d_flat = xp2torch(model.ops.flatten(d_vectors), device=device).to(output.dtype)
         torch_backprop(ArgsKwargs(args=(output,), kwargs={"grad_tensors": d_flat}))
         return []
 

@@ -263,6 +263,21 @@ def entity_spans(paths: torch.Tensor, mask: torch.Tensor, inside_of: torch.Tenso
     return torch.stack([row, first, last, begin, inside_of[begin]], dim=1)
 
 
+def negative_log_likelihood(chain: ChainScores, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ over the batch of log Z − score(gold path), for padded `tags` (batch, time)."""
+    emissions = chain.emissions
+    batch_size = emissions.shape[0]
+    rows = torch.arange(batch_size, device=emissions.device)
+    lengths = mask.sum(dim=1)
+    alpha = _log_scan(chain.start + emissions[:, 0], emissions, chain.transitions)
+    log_z = torch.logsumexp(alpha[rows, lengths - 1] + chain.end, dim=1)
+    on = mask.to(emissions.dtype)
+    gold = (emissions.gather(2, tags.unsqueeze(2)).squeeze(2) * on).sum(dim=1)
+    gold = gold + (chain.transitions[tags[:, :-1], tags[:, 1:]] * on[:, 1:]).sum(dim=1)
+    gold = gold + chain.start[tags[:, 0]] + chain.end[tags[rows, lengths - 1]]
+    return (log_z - gold).sum()
+
+
 class SequenceHead(nn.Module):
     """What both heads share: decoding and entity probabilities, over the
     `ChainScores` each head makes of the emissions."""
@@ -305,7 +320,10 @@ class CRFHead(SequenceHead):
         return ChainScores(emissions.float(), crf.start_transitions, crf.transitions, crf.end_transitions)
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return -self.crf(emissions.float(), tags, mask, reduction="sum")
+        """Summed negative log-likelihood of the gold tags: pytorch-crf's
+        `CRF.forward`, with the partition function computed by `_log_scan`
+        (a matrix product per step rather than a log-sum-exp over tags²)."""
+        return negative_log_likelihood(self.chain(emissions), tags, mask)
 
 
 class SoftmaxHead(SequenceHead):

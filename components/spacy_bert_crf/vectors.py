@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy
 
@@ -45,6 +45,17 @@ class VectorSettings:
     max_bigrams: int = 150_000
     workers: int = 2
     seed: int = 0
+
+
+def text_files(paths: Sequence[Path]) -> List[Path]:
+    """The files themselves, and the `*.txt` and `*.txt.gz` files of each folder, sorted."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.name.endswith((".txt", ".txt.gz"))))
+        else:
+            files.append(path)
+    return files
 
 
 def write_token_corpora(paths: Sequence[Path], chars_out: Path, bigrams_out: Path, progress: Callable[[int], None]) -> Dict[str, int]:

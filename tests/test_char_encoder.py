@@ -1,0 +1,127 @@
+"""The character encoder: bigram input on and off, self-contained serialisation, the shipped vectors."""
+import json
+import shutil
+
+import numpy
+import pytest
+import spacy
+from spacy.training import Example
+from thinc.api import Adam
+
+from spacy_bert_crf.char_encoder import char_bert_module
+from spacy_bert_crf.char_inputs import CharVocab, fold, load_vectors
+from spacy_bert_crf.encoders import CHAR_VECTOR_STD, EncoderShape, build_encoder
+
+from conftest import ASSETS, tagger_config
+
+TEXTS = ["人民网1月1日讯据《纽约时报》报道", "iPhone 2013年在北京发布", "１２月３１日"]
+
+
+def trained_pipe(encoder, bigram_vectors, pd2014_docs, steps=4):
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("bert_crf_ner", config=tagger_config(encoder, bigram_vectors=bigram_vectors))
+    examples = [
+        Example.from_dict(nlp.make_doc(doc.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in doc.ents]})
+        for doc in pd2014_docs[:8]
+    ]
+    optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-3))
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
+def emissions(nlp, texts):
+    return [rows.copy() for rows in nlp.get_pipe("bert_crf_ner").model.predict([nlp.make_doc(text) for text in texts])]
+
+
+@pytest.mark.parametrize("with_bigrams", [True, False], ids=["bigrams", "no-bigrams"])
+def test_bigram_input_on_and_off(with_bigrams, tiny_encoder, tiny_vectors, pd2014_docs):
+    bigram_vectors = tiny_vectors / "bigrams.npz" if with_bigrams else None
+    nlp = trained_pipe(tiny_encoder, bigram_vectors, pd2014_docs)
+    module = char_bert_module(nlp.get_pipe("bert_crf_ner").model.get_ref("tok2vec"))
+    assert hasattr(module, "bigrams") == with_bigrams
+    if with_bigrams:
+        keys, vectors = load_vectors(bigram_vectors)
+        assert module.bigrams.num_embeddings == len(keys) + 1
+        # Width folding reaches the bigrams: full- and half-width digits read the same rows.
+        assert (module.bigram_vocab.ids(list("１２月")) == module.bigram_vocab.ids(list("12月"))).all()
+    rows = emissions(nlp, TEXTS)
+    assert [len(r) for r in rows] == [len(nlp.make_doc(text)) for text in TEXTS]
+    assert numpy.allclose(rows[2], emissions(nlp, ["12月31日"])[0], atol=1e-5)
+
+
+def test_saved_pipe_needs_neither_encoder_directory_nor_vectors(tiny_encoder, tiny_vectors, pd2014_docs, tmp_path):
+    encoder = shutil.copytree(tiny_encoder, tmp_path / "encoder")
+    vectors = shutil.copy(tiny_vectors / "bigrams.npz", tmp_path / "bigrams.npz")
+    nlp = trained_pipe(encoder, vectors, pd2014_docs)
+    expected = emissions(nlp, TEXTS)
+    nlp.to_disk(tmp_path / "nlp")
+    data = nlp.to_bytes()
+    shutil.rmtree(encoder)
+    (tmp_path / "bigrams.npz").unlink()
+    for loaded in (spacy.load(tmp_path / "nlp"), spacy.blank("zh").from_config(nlp.config).from_bytes(data)):
+        for got, want in zip(emissions(loaded, TEXTS), expected):
+            assert numpy.allclose(got, want, atol=1e-5)
+        assert [e.text for e in loaded(TEXTS[0]).ents] == [e.text for e in nlp(TEXTS[0]).ents]
+
+
+def test_long_text_is_read_in_windows(tiny_encoder, pd2014_docs):
+    """A text of many windows gets one vector per character, and each character
+    deep inside a window sees the same context as in that window alone."""
+    nlp = trained_pipe(tiny_encoder, None, pd2014_docs, steps=1)
+    text = "".join(doc.text for doc in pd2014_docs[:10])
+    [rows] = emissions(nlp, [text])
+    assert rows.shape[0] == len(nlp.make_doc(text))
+    # Windows of 32 characters every 24: the first window owns characters 0..27.
+    [alone] = emissions(nlp, [text[:32]])
+    assert numpy.allclose(rows[:28], alone[:28], atol=1e-5)
+
+
+def test_initialising_from_an_encoder_saved_by_the_project(tiny_bigram_encoder, tiny_vectors):
+    """The from_pretrained path with an encoder the project built: its character vectors are in it."""
+    keys, vectors = load_vectors(tiny_vectors / "chars.npz")
+    vocab = CharVocab.from_file(tiny_bigram_encoder / "vocab.txt")
+    from transformers import BertModel
+
+    embeddings = BertModel.from_pretrained(tiny_bigram_encoder).get_input_embeddings().weight.detach().numpy()
+    row = keys.index("北")
+    expected = vectors[row] * (CHAR_VECTOR_STD / vectors.std())
+    assert numpy.allclose(embeddings[vocab.token_id("北")], expected, atol=1e-4)
+
+
+SHIPPED = ASSETS / "vectors"
+
+
+def test_shipped_vectors_load_and_match_their_provenance():
+    summary = json.loads((SHIPPED / "vectors.json").read_text(encoding="utf-8"))
+    char_keys, char_vectors = load_vectors(SHIPPED / "chars.npz")
+    bigram_keys, bigram_vectors = load_vectors(SHIPPED / "bigrams.npz")
+    assert (len(char_keys), len(bigram_keys)) == (summary["char_vectors"], summary["bigram_vectors"])
+    assert char_vectors.shape[1] == summary["settings"]["char_dim"] == 256
+    assert bigram_vectors.shape[1] == summary["settings"]["bigram_dim"]
+    assert summary["chars"] > 60_000_000
+    # Keys are folded characters: no full-width digit, no upper-case letter.
+    assert all(fold(key) == key for key in char_keys)
+    assert "１" not in char_keys and "A" not in char_keys and "1" in char_keys
+    assert numpy.isfinite(char_vectors).all() and numpy.isfinite(bigram_vectors).all()
+
+
+def test_shipped_character_vectors_initialise_an_encoder(tmp_path):
+    encoder = build_encoder(
+        tmp_path / "encoder",
+        config_path=ASSETS / "bert-base-chinese" / "config.json",
+        vocab_path=ASSETS / "bert-base-chinese" / "vocab.txt",
+        shape=EncoderShape(layers=1, hidden=256, heads=4, intermediate=512),
+        char_vectors=SHIPPED / "chars.npz",
+    )
+    from transformers import BertModel
+
+    embeddings = BertModel.from_pretrained(encoder).get_input_embeddings().weight.detach()
+    vocab = CharVocab.from_file(encoder / "vocab.txt")
+    # Characters that share a context in text are near each other; unrelated ones are not.
+    def cosine(a, b):
+        x, y = embeddings[vocab.token_id(a)], embeddings[vocab.token_id(b)]
+        return float(x @ y / (x.norm() * y.norm()))
+
+    assert cosine("北", "南") > cosine("北", "吃") + 0.1
+    assert cosine("月", "日") > cosine("月", "猫") + 0.1
