@@ -32,6 +32,10 @@ TINY_VARS = {
     "test_tags": "tiny/test_TAG.txt.gz",
     "max_steps": 30,
     "eval_frequency": 15,
+    # Character vectors the project trains itself (train-vectors), sized for the tiny encoder.
+    "vector_texts": "assets/pd1998/dev.txt.gz",
+    "vector_epochs": 1,
+    "char_vectors": "vectors/chars.npz",
 }
 EXPERIMENT_VARS = {
     "experiment_steps": 6,
@@ -68,6 +72,7 @@ def project(tmp_path_factory) -> Path:
         lines = head_lines(ASSETS / f"pd2014/test{suffix}.gz", 20)
         with gzip.open(tiny / f"test{suffix}.gz", "wt", encoding="utf-8") as file:
             file.write("".join(lines[:10] + ["\n"] + lines[10:]))
+    run_project(root, "train-vectors", TINY_VARS)
     run_project(root, "all", TINY_VARS)
     return root
 
