@@ -65,8 +65,8 @@ def test_a_run_is_identified_by_the_config_it_trains(tmp_path):
     train.write_bytes(b"docs")
     key = _run_key(config, base, [train])
     # Setting a value to its default trains the same pipeline: the same run.
-    assert _run_key(config, {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 10.0}, [train]) == key
-    assert _run_key(config, {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 100.0}, [train]) != key
+    assert _run_key(config, {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 100.0}, [train]) == key
+    assert _run_key(config, {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 10.0}, [train]) != key
     assert _run_key(config, {**base, "training.max_steps": 301}, [train]) != key
     train.write_bytes(b"other docs")
     assert _run_key(config, base, [train]) != key

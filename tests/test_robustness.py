@@ -36,7 +36,7 @@ from spacy_bert_crf.schemes import is_valid_bio
 from conftest import run_script, tagger_config
 
 TRAINING_SENTENCES = 4
-TRAINING_STEPS = 8
+TRAINING_STEPS = 20
 
 ROBUSTNESS = settings(
     deadline=None,
