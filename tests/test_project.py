@@ -235,9 +235,9 @@ def test_experiments_train_every_variant_once(experiments):
         "compare-crf-lr": ["crf_lr_x1", "crf_lr_x10", "crf_lr_x100"],
     }
     runs = {name: {result["variant"]: result["run"] for result in summary["variants"]} for name, summary in summaries.items()}
-    # The tiny encoder has one layer: the CRF baseline, 1 layer, random init and CRF lr x10 are one run.
+    # The tiny encoder has one layer: the CRF baseline, 1 layer, random init and CRF lr x100 (the default) are one run.
     baseline = runs["compare-heads"]["crf"]
-    assert runs["compare-layers"]["1_layer"] == runs["compare-init"]["random"] == runs["compare-crf-lr"]["crf_lr_x10"] == baseline
+    assert runs["compare-layers"]["1_layer"] == runs["compare-init"]["random"] == runs["compare-crf-lr"]["crf_lr_x100"] == baseline
     assert len({run for experiment in runs.values() for run in experiment.values()}) == 9
     for summary in summaries.values():
         assert (experiments / "metrics/experiments" / summary["figure"]).stat().st_size > 0
