@@ -70,6 +70,7 @@ def _fold_char(char: str) -> str:
     return PLAIN_TWINS.get(char, char)
 
 
+@lru_cache(maxsize=None)
 def is_blank(text: str) -> bool:
     """Whether a token is whitespace or control characters only: never an entity's edge."""
     return all(char.isspace() or unicodedata.category(char)[0] == "C" or char == "\ufffd" for char in text)

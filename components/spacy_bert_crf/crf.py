@@ -77,6 +77,9 @@ class ChainScores(NamedTuple):
         can make up; with `blank`, no entity starts or ends on a blank token."""
         if allowed is None:
             return self
+        if blank is not None and not blank.any():
+            # Most batches have no blank token: keep the scans' one-matrix steps.
+            blank = None
         emissions, transitions = self.emissions, self.transitions.masked_fill(~allowed.transitions, FORBIDDEN)
         blank_transitions = blank_end = None
         if blank is not None:
