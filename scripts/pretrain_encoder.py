@@ -10,7 +10,6 @@ from wasabi import msg
 from spacy_bert_crf.pretraining import PretrainingSettings, device_name, pretrain_encoder
 
 
-
 def main(
     ctx: typer.Context,
     encoder: str = typer.Argument(..., help="Encoder to start from: a directory (e.g. init-encoder's) or a hub name"),
@@ -19,10 +18,13 @@ def main(
     config_path: Path = typer.Option(Path("configs/pretrain_encoder.cfg"), "--config", help="Config with a [pretraining] section"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU"),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="bfloat16 autocast (on a GPU)"),
+    restart: bool = typer.Option(False, "--restart", help="Start afresh, ignoring OUTPUT_DIR's checkpoint"),
 ):
-    """Continue or start the masked-LM training of ENCODER on TEXT_FILES.
+    """Masked-LM training of ENCODER on TEXT_FILES, one character per position.
 
-    Extra options override the config: --pretraining.max_minutes 60.
+    A run spends its own budget and leaves a checkpoint in OUTPUT_DIR; the next
+    run on OUTPUT_DIR continues from it, so runs add up. Extra options override
+    the config: --pretraining.max_minutes 60.
     """
     # The file list is variadic, so it also swallows the config overrides that follow it.
     first_override = next((i for i, arg in enumerate(text_files) if arg.startswith("--")), len(text_files))
@@ -33,11 +35,16 @@ def main(
     for path in text_files:
         if not path.is_file():
             msg.fail(f"No such text file: {path}", exits=1)
-    summary = pretrain_encoder(
-        encoder, text_files, output_dir, settings, device=device_name(gpu_id), mixed_precision=mixed_precision
-    )
+    try:
+        summary = pretrain_encoder(
+            encoder, text_files, output_dir, settings, device_name(gpu_id), mixed_precision, restart=restart
+        )
+    except ValueError as error:
+        msg.fail("Cannot pretrain", str(error), exits=1)
+    run = summary["runs"][-1]
     msg.good(
-        f"{summary['steps']} steps, {summary['tokens']:,} tokens in {summary['seconds']:.0f} s; "
+        f"This run: {run['steps']} steps, {run['tokens']:,} tokens, {run['tokens_per_second']:,.0f} tokens/s. "
+        f"In all: {summary['steps']} steps, {summary['epochs']:.3f} epochs, {summary['seconds'] / 60:.1f} min; "
         f"wrote {output_dir}"
     )
 

@@ -7,11 +7,20 @@ import json
 import shutil
 
 import pytest
+import spacy
 from spacy.util import load_config
+from thinc.api import Config
 
 from conftest import ROOT
 from spacy_bert_crf.encoders import EncoderShape
-from spacy_bert_crf.experiments import Variant, _run_key, load_experiment, load_settings, metrics_table
+from spacy_bert_crf.experiments import (
+    Variant,
+    _config_with_overlay,
+    _run_key,
+    load_experiment,
+    load_settings,
+    metrics_table,
+)
 from spacy_bert_crf.report import render_report
 
 EXPERIMENTS_CONFIG = ROOT / "configs" / "experiments.cfg"
@@ -22,7 +31,7 @@ def experiments_config():
     return load_config(EXPERIMENTS_CONFIG, interpolate=True)
 
 
-def test_the_four_comparisons_are_the_reports(experiments_config):
+def test_the_comparisons_are_the_reports_and_the_inputs(experiments_config):
     def variants(name):
         return load_experiment(experiments_config, name).variants
 
@@ -32,14 +41,20 @@ def test_the_four_comparisons_are_the_reports(experiments_config):
         ("softmax", "configs/default_softmax.cfg"),
     ]
     assert [v.layers for v in variants("compare-layers")] == [1, 2, 4, 6]
-    assert [v.encoder for v in variants("compare-init")] == ["random", "embeddings", "pretrained"]
+    assert [v.encoder for v in variants("compare-init")] == ["random", "vectors", "pretrained"]
+    inputs = {v.name: v for v in variants("compare-inputs")}
+    assert list(inputs) == ["default", "wordpiece_input", "no_bigrams", "no_char_vectors"]
+    assert inputs["wordpiece_input"].overlay == "configs/overlays/wordpiece_input.cfg"
+    assert inputs["no_bigrams"].overrides == {"paths.bigram_vectors": None}
+    assert [v.encoder for v in inputs.values()] == ["vectors", "vectors", "vectors", "random"]
     scales = [v.overrides["components.bert_crf_ner.model.crf_learn_rate_scale"] for v in variants("compare-crf-lr")]
     assert scales == [1.0, 10.0, 100.0]
 
 
 def test_settings_and_command_line_overrides(experiments_config):
     settings = load_settings(experiments_config)
-    assert settings.shape == EncoderShape(layers=4, hidden=256, heads=4, intermediate=1024)
+    assert settings.shape == EncoderShape(layers=1, hidden=256, heads=4, intermediate=1024)
+    assert settings.char_vectors == "assets/vectors/chars.npz"
     overridden = load_config(
         EXPERIMENTS_CONFIG,
         overrides={"variables.crf_config": "configs/bert_crf.cfg", "experiment.max_steps": 2000},
@@ -59,17 +74,38 @@ def test_unknown_experiment_and_encoder_kind_are_named(experiments_config):
 
 
 def test_a_run_is_identified_by_the_config_it_trains(tmp_path):
-    config = str(ROOT / "configs" / "default.cfg")
+    config = load_config(ROOT / "configs" / "default.cfg", interpolate=False)
     base = {"paths.train": "corpus/train.spacy", "training.max_steps": 300}
     train = tmp_path / "train.spacy"
     train.write_bytes(b"docs")
-    key = _run_key(config, base, [train])
+    key = _run_key(config, "default", base, [train])
+    assert key.startswith("default-")
     # Setting a value to its default trains the same pipeline: the same run.
-    assert _run_key(config, {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 100.0}, [train]) == key
-    assert _run_key(config, {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 10.0}, [train]) != key
-    assert _run_key(config, {**base, "training.max_steps": 301}, [train]) != key
+    assert _run_key(config, "default", {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 100.0}, [train]) == key
+    assert _run_key(config, "default", {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 10.0}, [train]) != key
+    assert _run_key(config, "default", {**base, "training.max_steps": 301}, [train]) != key
+    assert _run_key(config, "default", {**base, "paths.bigram_vectors": None}, [train]) != key
     train.write_bytes(b"other docs")
-    assert _run_key(config, base, [train]) != key
+    assert _run_key(config, "default", base, [train]) != key
+
+
+def test_an_overlay_replaces_whole_sections_and_keeps_the_rest():
+    plain = _config_with_overlay(Variant(name="default", config=str(ROOT / "configs/default.cfg")))
+    variant = Variant(name="wordpiece", config=str(ROOT / "configs/default.cfg"), overlay=str(ROOT / "configs/overlays/wordpiece_input.cfg"))
+    config = _config_with_overlay(variant)
+    tok2vec = config["components"]["bert_crf_ner"]["model"]["tok2vec"]
+    assert tok2vec["@architectures"] == "spacy-transformers.Tok2VecTransformer.v3"
+    # Replaced whole: the character encoder's own settings are gone, the overlay's subsections are in.
+    assert "bigram_vectors" not in tok2vec and "window" not in tok2vec
+    assert tok2vec["get_spans"]["window"] == 128 and tok2vec["name"] == "${paths.encoder}"
+    model = config["components"]["bert_crf_ner"]["model"]
+    assert model["crf_learn_rate_scale"] == plain["components"]["bert_crf_ner"]["model"]["crf_learn_rate_scale"]
+    assert config["training"] == plain["training"]
+    # It is a config spaCy resolves, with a pipe that builds.
+    nlp = spacy.util.load_model_from_config(
+        Config().from_str(config.to_str()).interpolate(), auto_fill=True, validate=True
+    )
+    assert nlp.pipe_names == ["bert_crf_ner"]
 
 
 def scores(f: float) -> dict:
@@ -137,7 +173,17 @@ def report_inputs(tmp_path):
     run_scores.write_text(json.dumps({**scores(0.6), "data": "corpus/test.spacy"}), encoding="utf-8")
     pretraining = tmp_path / "encoders" / "pretrained"
     pretraining.mkdir(parents=True)
-    summary = {"encoder": "encoders/default", "texts": ["a.txt.gz"], "steps": 40, "tokens": 163840, "seconds": 169.1, "device": "cpu"}
+    summary = {
+        "encoder": "encoders/default",
+        "texts": ["a.txt.gz"],
+        "corpus_tokens": 81920,
+        "epochs": 2.0,
+        "steps": 40,
+        "tokens": 163840,
+        "seconds": 169.1,
+        "device": "cpu",
+        "runs": [{"steps": 30}, {"steps": 10}],
+    }
     (pretraining / "pretraining.json").write_text(json.dumps(summary), encoding="utf-8")
     log = [{"step": 10, "loss": 9.5}, {"step": 40, "loss": 7.4}]
     (pretraining / "pretraining_log.jsonl").write_text("\n".join(map(json.dumps, log)) + "\n", encoding="utf-8")
@@ -162,9 +208,9 @@ def test_report_is_rendered_from_the_json(report_inputs):
     assert "| crf | 61.00 | 59.00 | 60.00 |" in text and "| crf_lr_x1 | 51.00 |" in text
     # crf_lr_x10 is compare-heads' crf run: said so, and its time counted once per experiment step.
     assert "crf_lr_x10: the identical run of an experiment above" in text
-    assert "The experiment steps above, 2 of 4 run, took 3.0 min of wall time together." in text
+    assert "The experiment steps above, 2 of 5 run, took 3.0 min of wall time together." in text
     assert "### `compare-layers`\n\nNot run" in text and "### `compare-init`\n\nNot run" in text
-    assert "40 steps, 163,840 tokens in 2.8 min on cpu; MLM loss 9.50 at step 10 → 7.40 at step 40" in text
+    assert "(81,920 characters): 40 steps in 2 run(s), 163,840 tokens (2.00 epochs) in 2.8 min on cpu; MLM loss 9.50 at step 10 → 7.40 at step 40" in text
     assert "![CRF transitions](figures/crf_transitions.png)" in text
     # The experiments' figures are copied next to the others, so that docs/ stands alone.
     assert "![Title of compare-heads](figures/experiments/compare-heads.png)" in text

@@ -1,9 +1,9 @@
-"""Masked-LM pretraining: the text stream, the windows, the loss, the budget, and the run end to end."""
+"""Masked-LM pretraining: the character stream, the windows, the masks, the loss, resuming, and the run end to end."""
 import gzip
 import json
-import random
 from itertools import islice
 
+import numpy
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,28 +11,31 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM
 
+from spacy_bert_crf.char_encoder import CharBert, encoder_vocab
 from spacy_bert_crf.pretraining import (
+    CHECKPOINT,
     PretrainingSettings,
+    WindowStream,
+    cached_corpus,
     device_name,
-    learn_rate_factor,
+    encode_texts,
+    export_encoder,
+    mask_batch,
     masked_lm_loss,
     plain_line,
     pretrain_encoder,
-    read_text_lines,
-    shuffled,
-    token_windows,
-    training_batches,
+    pretraining_speed,
 )
 from spacy_bert_crf.training_log import read_training_log
 from conftest import ASSETS, run_script
 
 # A budget small enough for a test: 6 steps of 4 windows of 32 tokens.
-TINY_RUN = dict(max_steps=6, batch_size=4, sequence_length=32, log_every=2, shuffle_windows=16)
+TINY_RUN = dict(max_steps=6, batch_size=4, sequence_length=32, log_every=2, warmup_steps=2)
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_encoder):
-    return AutoTokenizer.from_pretrained(tiny_encoder)
+def vocab(tiny_encoder):
+    return encoder_vocab(str(tiny_encoder))
 
 
 @pytest.fixture(scope="module")
@@ -62,106 +65,82 @@ def test_plain_line_joins_char_tokens_and_keeps_prose():
     assert plain_line("\n") == ""
 
 
-def test_read_text_lines_interleaves_files_and_skips_empty_lines(tmp_path):
-    (tmp_path / "a.txt").write_text("中 国 人\n\n第三行\n", encoding="utf-8")
+def test_encode_texts_gives_every_character_its_id_and_ends_lines_with_sep(vocab, tmp_path):
+    (tmp_path / "a.txt").write_text("中 国 人\n\n２０１３ iPhone\n", encoding="utf-8")
     with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as file:
-        file.write("hello world 你好\n你 好\n再见\n最后 一行\n")
-    assert list(read_text_lines([tmp_path / "a.txt", tmp_path / "b.txt.gz"])) == [
-        "中国人",
-        "hello world 你好",
-        # a.txt's second line is empty: b.txt.gz's comes next.
-        "你好",
-        "第三行",
-        "再见",
-        # a.txt has ended; b.txt.gz goes on.
-        "最后 一行",
-    ]
+        file.write("“北京”\n")
+    ids = encode_texts([tmp_path / "a.txt", tmp_path / "b.txt.gz"], vocab)
+    expected = []
+    for line in ["中国人", "２０１３ iPhone", "“北京”"]:
+        expected += [vocab.token_id(char) for char in line] + [vocab.sep_id]
+    assert ids.dtype == numpy.uint16 and ids.tolist() == expected
+    # The pipe's mapping: full-width digits fold, the space has its id, `“` its twin's.
+    assert ids[3] == vocab.sep_id and ids[4] == vocab.index["2"] and ids[8] == vocab.whitespace_id
+    assert vocab.unknown_id not in expected
 
 
-def test_token_windows_are_full_and_lose_only_the_remainder(tokenizer):
-    lines = ["中国人民银行", "你好世界，今天天气很好。", "北京", "hello world", "上海浦东新区" * 3, "再见"] * 4
-    length = 16
-    # chunk_lines=5 makes the stream cross chunk boundaries mid-window.
-    windows = list(token_windows(lines, tokenizer, length, chunk_lines=5))
-    stream = []
-    for line in lines:
-        stream += tokenizer(line, add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
-    body = length - 2
-    assert len(windows) == len(stream) // body > 1
-    for window in windows:
-        assert len(window) == length
-        assert window[0] == tokenizer.cls_token_id and window[-1] == tokenizer.sep_token_id
-        assert tokenizer.cls_token_id not in window[1:]
-    bodies = [token for window in windows for token in window[1:-1]]
-    assert bodies == stream[: len(bodies)]
-    assert len(stream) - len(bodies) < body
-    # Lines are separated by [SEP] inside the windows, not glued together.
-    assert bodies.count(tokenizer.sep_token_id) == stream[: len(bodies)].count(tokenizer.sep_token_id) > 1
-    assert list(token_windows(["中国"], tokenizer, length)) == []
+def test_the_corpus_cache_is_used_until_a_file_changes(vocab, tmp_path, monkeypatch):
+    text = tmp_path / "text.txt"
+    text.write_text("中国人民\n", encoding="utf-8")
+    first = cached_corpus([text], vocab, tmp_path)
+    calls = []
+    monkeypatch.setattr("spacy_bert_crf.pretraining.encode_texts", lambda *args: calls.append(args) or numpy.zeros(1, "uint16"))
+    assert cached_corpus([text], vocab, tmp_path).tolist() == first.tolist() and calls == []
+    text.write_text("中国人民银行\n", encoding="utf-8")
+    cached_corpus([text], vocab, tmp_path)
+    assert len(calls) == 1
 
 
-@settings(deadline=None)
-@given(st.lists(st.integers()), st.integers(min_value=1, max_value=40), st.integers())
-def test_shuffled_is_a_seeded_permutation(items, buffer_size, seed):
-    out = list(shuffled(items, buffer_size, random.Random(seed)))
-    assert sorted(out) == sorted(items)
-    assert list(shuffled(iter(items), buffer_size, random.Random(seed))) == out
+@settings(deadline=None, max_examples=30)
+@given(st.integers(min_value=4, max_value=60), st.integers(min_value=0, max_value=200), st.integers(min_value=1, max_value=9), st.integers(0, 5))
+def test_window_stream_reads_every_window_once_an_epoch_from_any_start(vocab, length, start, size, seed):
+    corpus = numpy.arange(1000, 1000 + length * 6 + 3, dtype="uint16")
+    stream = WindowStream(corpus, vocab, sequence_length=8, seed=seed)
+    assert len(stream) == len(corpus) // 6
+    epoch = stream.batch(0, len(stream))
+    assert (epoch[:, 0] == vocab.cls_id).all() and (epoch[:, -1] == vocab.sep_id).all()
+    assert sorted(epoch[:, 1:-1].tolist()) == stream.windows.astype("int64").tolist()
+    # A batch depends on its position alone, not on what was read before.
+    fresh = WindowStream(corpus, vocab, sequence_length=8, seed=seed)
+    assert torch.equal(fresh.batch(start, size), torch.cat([stream.batch(k, 1) for k in range(start, start + size)]))
 
 
-@settings(deadline=None)
-@given(st.integers(min_value=0, max_value=200), st.integers(min_value=1, max_value=40), st.integers())
-def test_shuffled_moves_items_only_within_the_buffer(length, buffer_size, seed):
-    out = list(shuffled(range(length), buffer_size, random.Random(seed)))
-    # Item i enters the buffer before position i - buffer_size + 1 is yielded.
-    assert all(item <= position + buffer_size - 1 for position, item in enumerate(out))
+def test_window_stream_orders_epochs_differently(vocab):
+    stream = WindowStream(numpy.arange(1000, 1600, dtype="uint16"), vocab, sequence_length=8, seed=0)
+    assert not torch.equal(stream.batch(0, len(stream)), stream.batch(len(stream), len(stream)))
 
 
-def test_shuffled_shuffles():
-    assert list(shuffled(range(100), 1, random.Random(0))) == list(range(100))
-    assert list(shuffled(range(100), 10, random.Random(0))) != list(range(100))
+def test_masks_follow_berts_recipe_and_leave_special_tokens(vocab):
+    ids = torch.randint(1000, 8000, (200, 64), generator=torch.Generator().manual_seed(1))
+    ids[:, 0], ids[:, -1], ids[:, 30] = vocab.cls_id, vocab.sep_id, vocab.sep_id
+    inputs, labels = mask_batch(ids, vocab, 0.15, torch.Generator().manual_seed(2))
+    chosen = labels != -100
+    assert torch.equal(labels[chosen], ids[chosen])
+    assert not chosen[:, [0, 30, -1]].any() and torch.equal(inputs[:, [0, 30, -1]], ids[:, [0, 30, -1]])
+    assert torch.equal(inputs[~chosen], ids[~chosen])
+    assert 0.13 < chosen.float().mean().item() < 0.17
+    masked = inputs[chosen] == vocab.index["[MASK]"]
+    kept = inputs[chosen] == ids[chosen]
+    replaced = ~masked & ~kept
+    assert 0.77 < masked.float().mean().item() < 0.83
+    assert 0.07 < replaced.float().mean().item() < 0.13
+    # Replacements come from the batch's own characters, never the special tokens.
+    assert set(inputs[chosen][replaced].tolist()) <= set(ids[:, 1:-1].flatten().tolist()) - {vocab.sep_id}
+    again = mask_batch(ids, vocab, 0.15, torch.Generator().manual_seed(2))
+    assert torch.equal(again[0], inputs) and torch.equal(again[1], labels)
 
 
-def test_learn_rate_rises_then_decays_linearly():
-    assert learn_rate_factor(0.0, 0.1) == 0.0
-    assert learn_rate_factor(0.05, 0.1) == pytest.approx(0.5)
-    assert learn_rate_factor(0.1, 0.1) == pytest.approx(1.0)
-    assert learn_rate_factor(0.55, 0.1) == pytest.approx(0.5)
-    assert learn_rate_factor(1.0, 0.1) == 0.0
-    grid = [i / 100 for i in range(101)]
-    factors = [learn_rate_factor(progress, 0.2) for progress in grid]
-    assert factors[:21] == sorted(factors[:21]) and factors[20:] == sorted(factors[20:], reverse=True)
-    assert max(factors) == pytest.approx(1.0)
-    assert learn_rate_factor(0.5, 0.0) == pytest.approx(0.5)
-
-
-def test_settings_need_a_budget():
-    with pytest.raises(ValueError, match="needs a budget"):
-        PretrainingSettings()
-    with pytest.raises(ValueError, match="needs a budget"):
-        PretrainingSettings(max_steps=0, max_minutes=0.0)
-
-
-def test_progress_is_the_larger_share_capped_at_one():
-    both = PretrainingSettings(max_steps=100, max_minutes=1.0)
-    assert both.progress(50, 15) == pytest.approx(0.5)
-    assert both.progress(10, 30) == pytest.approx(0.5)
-    assert both.progress(80, 6) == pytest.approx(0.8)
-    assert both.progress(200, 0) == 1.0
-    assert both.progress(0, 600) == 1.0
-    steps_only = PretrainingSettings(max_steps=100)
-    assert steps_only.progress(25, 10**6) == pytest.approx(0.25)
-    minutes_only = PretrainingSettings(max_minutes=2.0)
-    assert minutes_only.progress(10**6, 60) == pytest.approx(0.5)
+def _random_labels(model, generator):
+    input_ids = torch.randint(1000, model.config.vocab_size, (3, 24), generator=generator)
+    masked = torch.rand(input_ids.shape, generator=generator) < 0.15
+    masked[0, 0] = True
+    targets = torch.randint(1000, 1500, input_ids.shape, generator=generator)
+    return input_ids, torch.where(masked, targets, -100)
 
 
 def test_masked_lm_loss_is_hugging_faces(tiny_encoder):
     model = BertForMaskedLM.from_pretrained(tiny_encoder).eval()
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(1000, model.config.vocab_size, (3, 24), generator=generator)
-    masked = torch.rand(input_ids.shape, generator=generator) < 0.15
-    masked[0, 0] = True
-    targets = torch.randint(1000, model.config.vocab_size, input_ids.shape, generator=generator)
-    labels = torch.where(masked, targets, -100)
+    input_ids, labels = _random_labels(model, torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = masked_lm_loss(model, input_ids, labels)
         theirs = model(input_ids=input_ids, labels=labels).loss
@@ -169,61 +148,134 @@ def test_masked_lm_loss_is_hugging_faces(tiny_encoder):
     assert ours.item() > 1.0
 
 
+def test_masked_lm_loss_over_an_output_vocabulary_is_that_softmax(tiny_encoder):
+    model = BertForMaskedLM.from_pretrained(tiny_encoder).eval()
+    input_ids, labels = _random_labels(model, torch.Generator().manual_seed(0))
+    output_ids = torch.arange(900, 1600)
+    with torch.no_grad():
+        ours = masked_lm_loss(model, input_ids, labels, output_ids)
+        logits = model(input_ids=input_ids).logits[labels != -100][:, output_ids]
+        expected = torch.nn.functional.cross_entropy(logits, labels[labels != -100] - 900)
+        everything = masked_lm_loss(model, input_ids, labels, torch.arange(model.config.vocab_size))
+    assert ours.item() == pytest.approx(expected.item(), abs=1e-5)
+    # The smaller softmax puts no mass on the rest of the vocabulary: a lower loss.
+    assert ours.item() < everything.item()
+    assert everything.item() == pytest.approx(masked_lm_loss(model, input_ids, labels).item(), abs=1e-5)
+
+
+def test_learn_rate_warms_up_then_decays_by_the_square_root():
+    run = PretrainingSettings(max_steps=1, learn_rate=1e-3, warmup_steps=100)
+    assert run.learn_rate_at(1) == pytest.approx(1e-5)
+    assert run.learn_rate_at(50) == pytest.approx(5e-4)
+    assert run.learn_rate_at(100) == pytest.approx(1e-3)
+    assert run.learn_rate_at(400) == pytest.approx(5e-4)
+    rates = [run.learn_rate_at(step) for step in range(1, 1000)]
+    assert rates[:100] == sorted(rates[:100]) and rates[99:] == sorted(rates[99:], reverse=True)
+
+
+def test_settings_need_a_budget_and_spend_whichever_ends_first():
+    with pytest.raises(ValueError, match="needs a budget"):
+        PretrainingSettings()
+    both = PretrainingSettings(max_steps=100, max_minutes=1.0)
+    assert not both.spent(99, 59.0)
+    assert both.spent(100, 0.0) and both.spent(0, 60.0)
+    assert PretrainingSettings(max_minutes=1.0).spent(10**6, 1.0) is False
+
+
 def test_pretraining_writes_a_loadable_encoder_and_its_log(pretrained, tiny_encoder, sample_text):
     output, summary = pretrained
-    for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "pretraining.json"):
+    for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "pretraining.json", CHECKPOINT):
         assert (output / name).is_file(), name
     assert json.loads((output / "pretraining.json").read_text(encoding="utf-8")) == summary
-    assert summary["steps"] == 6
-    assert summary["tokens"] == 6 * 4 * 32
+    assert summary["steps"] == 6 and summary["tokens"] == 6 * 4 * 32
     assert summary["texts"] == [str(sample_text)] and summary["settings"]["batch_size"] == 4
+    assert [run["steps"] for run in summary["runs"]] == [6] and summary["runs"][0]["tokens_per_second"] > 0
+    assert 0 < summary["epochs"] == pytest.approx(24 / (summary["corpus_tokens"] / 30), abs=1e-3)
 
     log = read_training_log(output / "pretraining_log.jsonl", required=("step", "seconds", "tokens", "loss"))
     assert [record["step"] for record in log] == [2, 4, 6]
     assert [record["tokens"] for record in log] == [2 * 128, 4 * 128, 6 * 128]
     assert all(0 < record["loss"] < 20 for record in log)
-    assert [record["seconds"] for record in log] == sorted(record["seconds"] for record in log)
 
-    # spacy-transformers loads the encoder with AutoModel; the weights are the trained ones.
     before, after = AutoModel.from_pretrained(tiny_encoder), AutoModel.from_pretrained(output)
     assert after.config.hidden_size == 64 and after.config.num_hidden_layers == 2
-    changed = [
-        name for name, tensor in after.state_dict().items() if not torch.equal(tensor, before.state_dict()[name])
-    ]
+    # The encoder's dropout is kept for fine-tuning, though pretraining ran without.
+    assert after.config.hidden_dropout_prob == before.config.hidden_dropout_prob == 0.1
+    changed = [name for name, tensor in after.state_dict().items() if not torch.equal(tensor, before.state_dict()[name])]
     assert "encoder.layer.0.attention.self.query.weight" in changed
     assert "embeddings.word_embeddings.weight" in changed
-    assert AutoTokenizer.from_pretrained(output).tokenize("北京") == ["北", "京"]
+    # The pipe's encoder layer reads it, with the same vocabulary.
+    assert CharBert.from_pretrained(str(output)).vocab.tokens == encoder_vocab(str(tiny_encoder)).tokens
 
 
-def test_pretraining_continues_with_the_saved_mlm_head(pretrained, sample_text, tmp_path):
+def test_a_run_split_in_two_equals_one_uninterrupted_run(pretrained, tiny_encoder, sample_text, tmp_path):
+    whole, whole_summary = pretrained
+    split = tmp_path / "split"
+    first = pretrain_encoder(str(tiny_encoder), [sample_text], split, PretrainingSettings(**{**TINY_RUN, "max_steps": 4}))
+    second = pretrain_encoder(str(tiny_encoder), [sample_text], split, PretrainingSettings(**{**TINY_RUN, "max_steps": 2}))
+    assert first["steps"] == 4 and second["steps"] == 6 and second["tokens"] == whole_summary["tokens"]
+    assert [(run["first_step"], run["steps"]) for run in second["runs"]] == [(1, 4), (5, 2)]
+    assert second["seconds"] > first["seconds"]
+    ours, theirs = load_file(split / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert torch.allclose(ours[name], theirs[name], atol=1e-6), name
+    losses = lambda path: [record["loss"] for record in read_training_log(path / "pretraining_log.jsonl", required=("loss",))]
+    assert losses(split) == pytest.approx(losses(whole), abs=1e-5)
+
+
+def test_resuming_refuses_other_settings_or_another_encoder(pretrained, tiny_bigram_encoder, sample_text, tmp_path):
     output, _ = pretrained
-    saved = load_file(output / "model.safetensors")
-    model, info = BertForMaskedLM.from_pretrained(output, output_loading_info=True)
-    assert info["missing_keys"] == []
-    for name in ("cls.predictions.transform.dense.weight", "cls.predictions.bias"):
-        assert torch.equal(model.state_dict()[name], saved[name]), name
-    settings = PretrainingSettings(**{**TINY_RUN, "max_steps": 2})
-    summary = pretrain_encoder(str(output), [sample_text], tmp_path / "again", settings)
-    assert summary["steps"] == 2 and summary["encoder"] == str(output)
-    assert AutoModel.from_pretrained(tmp_path / "again").config.hidden_size == 64
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / CHECKPOINT).write_bytes((output / CHECKPOINT).read_bytes())
+    with pytest.raises(ValueError, match=r"other settings \(batch_size 4 → 8\).*--restart"):
+        pretrain_encoder(str(pretrained[1]["encoder"]), [sample_text], copy, PretrainingSettings(**{**TINY_RUN, "batch_size": 8}))
+    with pytest.raises(ValueError, match="continues the pretraining of .*tiny.*--restart"):
+        pretrain_encoder(str(tiny_bigram_encoder), [sample_text], copy, PretrainingSettings(**TINY_RUN))
+    fresh = pretrain_encoder(str(tiny_bigram_encoder), [sample_text], copy, PretrainingSettings(**{**TINY_RUN, "max_steps": 1}), restart=True)
+    assert fresh["steps"] == 1 and len(fresh["runs"]) == 1
 
 
-def test_the_tiny_encoder_has_no_mlm_head_to_load(tiny_encoder):
-    # The contrast to the test above: a first run starts with a fresh head.
-    _, info = BertForMaskedLM.from_pretrained(tiny_encoder, output_loading_info=True)
-    assert "cls.predictions.transform.dense.weight" in info["missing_keys"]
-
-
-def test_too_little_text_for_one_batch(tokenizer, tmp_path):
+def test_too_little_text_for_one_batch(tiny_encoder, tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("中国人民\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"less than one batch \(4 windows of 32 tokens\).*short\.txt"):
-        next(training_batches([path], tokenizer, PretrainingSettings(**TINY_RUN)))
+        pretrain_encoder(str(tiny_encoder), [path], tmp_path / "out", PretrainingSettings(**TINY_RUN))
+
+
+def test_the_exported_encoder_is_half_precision_and_loads_in_the_pipe(pretrained, tmp_path):
+    output, _ = pretrained
+    exported = export_encoder(output, tmp_path / "exported")
+    assert not (exported / CHECKPOINT).exists() and not (exported / "corpus.npy").exists()
+    weights = load_file(exported / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float16}
+    full = load_file(output / "model.safetensors")
+    for name, tensor in weights.items():
+        assert torch.allclose(tensor.float(), full[name], atol=1e-3, rtol=1e-3), name
+    module = CharBert.from_pretrained(str(exported))
+    assert next(module.parameters()).dtype == torch.float32
+
+
+def test_speed_is_measured_for_both_losses(tiny_encoder, sample_text):
+    speeds = pretraining_speed(str(tiny_encoder), [sample_text], PretrainingSettings(**TINY_RUN), steps=2, warmup=1)
+    assert set(speeds) == {"masked", "full"} and all(speed > 0 for speed in speeds.values())
+
+
+def test_the_speed_benchmark_prints_and_writes_both_losses(tiny_encoder, sample_text, tmp_path):
+    output = tmp_path / "speed.json"
+    result = run_script(
+        "benchmark_pretraining.py", tiny_encoder, "--text", sample_text, "--steps", 1, "--batch-size", 2, "--sequence-length", 32, "--output", output
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(output.read_text(encoding="utf-8"))["encoders"][str(tiny_encoder)]
+    assert figures["speedup"] == pytest.approx(figures["masked"] / figures["full"])
+    assert f"{figures['masked']:,.0f}" in result.stdout
 
 
 def test_cli_takes_config_overrides_after_the_text_files(tiny_encoder, sample_text, tmp_path):
     output = tmp_path / "cli"
-    overrides = {"max_steps": 2, "batch_size": 2, "sequence_length": 32, "log_every": 1, "shuffle_windows": 8}
+    overrides = {"max_steps": 2, "batch_size": 2, "sequence_length": 32, "log_every": 1}
     flags = [item for key, value in overrides.items() for item in (f"--pretraining.{key}", value)]
     result = run_script("pretrain_encoder.py", tiny_encoder, output, sample_text, *flags)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -231,7 +283,11 @@ def test_cli_takes_config_overrides_after_the_text_files(tiny_encoder, sample_te
     assert summary["texts"] == [str(sample_text)]
     assert summary["steps"] == 2 and summary["tokens"] == 2 * 2 * 32
     assert {key: summary["settings"][key] for key in overrides} == overrides
-    assert len(read_training_log(output / "pretraining_log.jsonl", required=("step", "loss"))) == 2
+    # Run again: it continues; with --restart it starts afresh.
+    assert run_script("pretrain_encoder.py", tiny_encoder, output, sample_text, *flags).returncode == 0
+    assert json.loads((output / "pretraining.json").read_text(encoding="utf-8"))["steps"] == 4
+    assert run_script("pretrain_encoder.py", tiny_encoder, output, sample_text, *flags, "--restart").returncode == 0
+    assert json.loads((output / "pretraining.json").read_text(encoding="utf-8"))["steps"] == 2
 
 
 def test_cli_names_a_missing_text_file(tiny_encoder, sample_text, tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+from spacy.util import load_config
 from spacy.tokens import DocBin
 
 from conftest import ASSETS, ROOT
@@ -45,6 +46,9 @@ EXPERIMENT_VARS = {
     "figures_run": "training/default",
     "displacy_check": "check" if shutil.which("chromium") else "no-check",
 }
+
+
+COMPARISONS = ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr", "compare-inputs")
 
 
 def head_lines(path: Path, n: int):
@@ -165,8 +169,8 @@ def test_benchmark_command_writes_its_tables(project):
 
 @pytest.fixture(scope="module")
 def experiments(project) -> Path:
-    """The project after the four comparisons, `figures` and `report`."""
-    for name in ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr", "figures", "report"):
+    """The project after the five comparisons, `figures` and `report`."""
+    for name in (*COMPARISONS, "figures", "report"):
         run_project(project, name, {**TINY_VARS, **EXPERIMENT_VARS})
     return project
 
@@ -223,22 +227,27 @@ def read_json(path: Path):
 
 
 def test_experiments_train_every_variant_once(experiments):
-    summaries = {
-        name: read_json(experiments / f"metrics/experiments/{name}.json")
-        for name in ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr")
-    }
+    summaries = {name: read_json(experiments / f"metrics/experiments/{name}.json") for name in COMPARISONS}
     variants = {name: [result["variant"] for result in summary["variants"]] for name, summary in summaries.items()}
     assert variants == {
         "compare-heads": ["crf", "softmax"],
         "compare-layers": ["1_layer", "2_layers", "4_layers", "6_layers"],
-        "compare-init": ["random", "pretrained_embeddings", "pretrained"],
+        "compare-init": ["random", "vectors_only", "pretrained"],
         "compare-crf-lr": ["crf_lr_x1", "crf_lr_x10", "crf_lr_x100"],
+        "compare-inputs": ["default", "wordpiece_input", "no_bigrams", "no_char_vectors"],
     }
     runs = {name: {result["variant"]: result["run"] for result in summary["variants"]} for name, summary in summaries.items()}
-    # The tiny encoder has one layer: the CRF baseline, 1 layer, random init and CRF lr x100 (the default) are one run.
+    # The default has one layer and vector-initialised embeddings: the CRF baseline, 1 layer,
+    # vectors only, CRF lr x100 and the inputs' default are one run, as are the two random inits.
     baseline = runs["compare-heads"]["crf"]
-    assert runs["compare-layers"]["1_layer"] == runs["compare-init"]["random"] == runs["compare-crf-lr"]["crf_lr_x100"] == baseline
-    assert len({run for experiment in runs.values() for run in experiment.values()}) == 9
+    shared = [runs["compare-layers"]["1_layer"], runs["compare-init"]["vectors_only"], runs["compare-crf-lr"]["crf_lr_x100"], runs["compare-inputs"]["default"]]
+    assert shared == [baseline] * 4
+    assert runs["compare-inputs"]["no_char_vectors"] == runs["compare-init"]["random"] != baseline
+    assert len({run for experiment in runs.values() for run in experiment.values()}) == 11
+    assert "Tok2VecTransformer" in (Path(experiments / runs["compare-inputs"]["wordpiece_input"]) / "config.cfg").read_text(encoding="utf-8")
+    trained = {name: load_config(Path(experiments / run) / "model-best" / "config.cfg") for name, run in runs["compare-inputs"].items()}
+    assert trained["no_bigrams"]["paths"]["bigram_vectors"] is None
+    assert trained["default"]["paths"]["bigram_vectors"] is not None
     for summary in summaries.values():
         assert (experiments / "metrics/experiments" / summary["figure"]).stat().st_size > 0
         for result in summary["variants"]:
@@ -249,11 +258,11 @@ def test_experiments_train_every_variant_once(experiments):
 def test_experiment_encoders_are_what_each_variant_names(experiments):
     encoders = experiments / "training/experiments/encoders"
     layers = {path.name: read_json(path / "config.json")["num_hidden_layers"] for path in encoders.iterdir()}
-    assert sorted(n for name, n in layers.items() if name.startswith("random-")) == [1, 2, 4, 6]
+    assert sorted(n for name, n in layers.items() if name.startswith("vectors-")) == [1, 2, 4, 6]
+    assert [n for name, n in layers.items() if name.startswith("random-")] == [1]
     pretrained = read_json(experiments / "encoders/pretrained/pretraining.json")
     assert pretrained["steps"] == 3
     assert any(name.startswith("pretrained-encoders_pretrained") for name in layers)
-    assert any(name.startswith("embeddings-encoders_pretrained") for name in layers)
 
 
 def test_figures_match_the_pipe_and_the_conversion_reports(experiments):
@@ -273,7 +282,7 @@ def test_figures_match_the_pipe_and_the_conversion_reports(experiments):
 def test_report_holds_the_measured_numbers(experiments):
     report = (experiments / "docs/REPORT.md").read_text(encoding="utf-8")
     assert "Not run" not in report
-    for name in ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr"):
+    for name in COMPARISONS:
         summary = read_json(experiments / f"metrics/experiments/{name}.json")
         for result in summary["variants"]:
             assert f"| {result['variant']} | {100 * result['test']['ents_p']:.2f} |" in report

@@ -70,8 +70,7 @@ class CharBert(nn.Module):
             bert = BertModel.from_pretrained(name, add_pooling_layer=False)
         finally:
             transformers_logging.set_verbosity(verbosity)
-        tokenizer_vocab = AutoTokenizer.from_pretrained(name).get_vocab()
-        vocab = CharVocab(sorted(tokenizer_vocab, key=tokenizer_vocab.__getitem__))
+        vocab = encoder_vocab(name)
         bigram_vocab, table = None, None
         if bigram_vectors:
             keys, vectors = load_vectors(bigram_vectors)
@@ -83,6 +82,12 @@ class CharBert(nn.Module):
         if table is not None:
             module.bigrams.weight.data.copy_(torch.from_numpy(table))
         return module
+
+
+def encoder_vocab(name: str) -> CharVocab:
+    """The vocabulary of an encoder directory or hub name, in id order."""
+    tokenizer_vocab = AutoTokenizer.from_pretrained(name).get_vocab()
+    return CharVocab(sorted(tokenizer_vocab, key=tokenizer_vocab.__getitem__))
 
 
 def serialize_char_bert(module: CharBert) -> bytes:

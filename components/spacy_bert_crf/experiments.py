@@ -1,8 +1,9 @@
 """The report's comparisons: train a few variants of one pipeline, score and plot them.
 
 An experiment is a section of configs/experiments.cfg; each of its
-subsections is a variant: a training config, the encoder to build for it, and
-config overrides. Every variant is trained by `spacy train` in a process of
+subsections is a variant: a training config (optionally with an overlay whose
+sections replace the config's), the encoder to build for it, and config
+overrides. Every variant is trained by `spacy train` in a process of
 its own (as a user would run it, and so one run's memory never carries into
 the next), then scored on the test set. Variants that are the same run
 (same config, overrides, encoder, data and budget: e.g. the CRF baseline of
@@ -16,10 +17,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import spacy
 from spacy.util import load_config
+from thinc.api import Config
 from transformers import AutoModel
 from wasabi import msg
 
@@ -29,7 +31,7 @@ from .scoring import evaluate_on
 from .training_log import read_training_log
 
 PathLike = Union[str, Path]
-ENCODER_KINDS = ("random", "pretrained", "embeddings")
+ENCODER_KINDS = ("vectors", "random", "pretrained")
 
 
 @dataclass
@@ -38,11 +40,15 @@ class Variant:
 
     name: str
     config: str
-    # "random": initialised from the shape; "pretrained": the pretrained encoder
-    # (cut to `layers`); "embeddings": its embeddings on a random encoder.
-    encoder: str = "random"
+    # "vectors": initialised from the shape, embeddings from the character
+    # vectors (what init-encoder builds for the default); "random": the same
+    # without the vectors; "pretrained": the pretrained encoder (cut to `layers`).
+    encoder: str = "vectors"
     layers: Optional[int] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
+    # A config file whose sections replace the same sections of `config` whole,
+    # e.g. another encoder block, whose settings differ and cannot be overridden one by one.
+    overlay: Optional[str] = None
     # Data of its own (compare-corpora); unset, the variant takes [experiment]'s.
     train: Optional[str] = None
     dev: Optional[str] = None
@@ -76,6 +82,8 @@ class ExperimentSettings:
     shape: EncoderShape
     encoder_config: str
     encoder_vocab: str
+    # The character table of "vectors" encoders.
+    char_vectors: str
 
 
 # Sections of the experiments config that are not experiments.
@@ -172,14 +180,19 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
         "corpora.dev.limit": settings.dev_limit,
         **variant.overrides,
     }
-    key = _run_key(variant.config, overrides, [train, dev, encoder])
+    config = _config_with_overlay(variant)
+    name = "+".join(Path(path).stem for path in (variant.config, variant.overlay) if path)
+    key = _run_key(config, name, overrides, [train, dev, encoder])
     run_dir = runs_dir / key
     if (run_dir / "result.json").exists():
         msg.info(f"{variant.name}: same run as before, {run_dir}")
         result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
         return {**result, "variant": variant.name}
+    config_path = run_dir / "config.cfg"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.to_disk(config_path, interpolate=False)
     log_path = run_dir / "log.jsonl"
-    command = [sys.executable, "-m", "spacy", "train", variant.config, "--output", str(run_dir), "--gpu-id", str(settings.gpu_id)]
+    command = [sys.executable, "-m", "spacy", "train", str(config_path), "--output", str(run_dir), "--gpu-id", str(settings.gpu_id)]
     command += [f"--paths.training_log={log_path}"]
     command += [f"--{name}={json.dumps(value) if not isinstance(value, str) else value}" for name, value in overrides.items()]
     msg.divider(f"{variant.name}: {' '.join(command[1:])}")
@@ -190,6 +203,7 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
     result = {
         "variant": variant.name,
         "config": variant.config,
+        "overlay": variant.overlay,
         "encoder": variant.encoder,
         "layers": variant.layers,
         "overrides": variant.overrides,
@@ -206,42 +220,62 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
     return result
 
 
+def _config_with_overlay(variant: Variant) -> Config:
+    """The variant's training config, with its overlay's sections in place of the same sections."""
+    config = load_config(variant.config, interpolate=False)
+    if variant.overlay is None:
+        return config
+    overlay = load_config(variant.overlay, interpolate=False)
+    for path in _replaced_sections(overlay):
+        *parents, name = path
+        section, replacement = config, overlay
+        for key in parents:
+            section, replacement = section[key], replacement[key]
+        section[name] = replacement[name]
+    return config
+
+
+def _replaced_sections(config: Dict[str, Any], prefix: Tuple[str, ...] = ()) -> List[Tuple[str, ...]]:
+    """The overlay's top-most sections with settings of their own: each replaces
+    the config's section of that name whole, its subsections included."""
+    if prefix and any(not isinstance(value, dict) for value in config.values()):
+        return [prefix]
+    return [path for key, value in config.items() for path in _replaced_sections(value, prefix + (key,))]
+
+
 def _encoder_for(variant: Variant, settings: ExperimentSettings, encoders_dir: Path) -> Path:
     """Build (once) the encoder a variant asks for, and return its directory."""
     layers = variant.layers or settings.shape.layers
-    if variant.encoder == "random":
-        shape = EncoderShape(layers=layers, hidden=settings.shape.hidden, heads=settings.shape.heads, intermediate=settings.shape.intermediate)
-        path = encoders_dir / f"random-{layers}L-{shape.hidden}H"
-        build = dict(config_path=settings.encoder_config, vocab_path=settings.encoder_vocab, shape=shape)
-    else:
+    if variant.encoder == "pretrained":
         source = settings.pretrained.replace("/", "_")
-        if variant.encoder == "pretrained":
-            path = encoders_dir / f"pretrained-{source}-{variant.layers or 'all'}L"
-            build = dict(shape=EncoderShape(layers=variant.layers), from_pretrained=settings.pretrained)
-        else:
-            shape = EncoderShape(layers=layers, heads=settings.shape.heads, intermediate=settings.shape.intermediate)
-            path = encoders_dir / f"embeddings-{source}-{layers}L"
-            build = dict(shape=shape, from_pretrained=settings.pretrained, embeddings_only=True)
-        build.update(config_path=settings.encoder_config, vocab_path=settings.encoder_vocab)
+        path = encoders_dir / f"pretrained-{source}-{variant.layers or 'all'}L"
+        build = dict(shape=EncoderShape(layers=variant.layers), from_pretrained=settings.pretrained)
+    else:
+        shape = EncoderShape(layers=layers, hidden=settings.shape.hidden, heads=settings.shape.heads, intermediate=settings.shape.intermediate)
+        path = encoders_dir / f"{variant.encoder}-{layers}L-{shape.hidden}H"
+        build = dict(shape=shape)
+        if variant.encoder == "vectors":
+            build["char_vectors"] = settings.char_vectors
+    build.update(config_path=settings.encoder_config, vocab_path=settings.encoder_vocab)
     if not (path / "config.json").exists():
         build_encoder(path, **build)
     return path
 
 
-def _run_key(config: str, overrides: Dict[str, Any], inputs: List[PathLike]) -> str:
+def _run_key(config: Config, name: str, overrides: Dict[str, Any], inputs: List[PathLike]) -> str:
     """A name for a run that changes whenever anything that shapes the run changes.
 
     The key hashes the config as overridden, not the overrides, so that a
     variant which sets a value to its default is the same run as the baseline.
     """
-    resolved = load_config(config, overrides=overrides, interpolate=False)
+    resolved = Config().from_str(config.to_str(), overrides=overrides, interpolate=False)
     digest = hashlib.sha1(resolved.to_str().encode())
     for path in map(Path, inputs):
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         for file in files:
             if file.is_file():
                 digest.update(f"{file.name}:{file.stat().st_size}:{file.stat().st_mtime_ns}".encode())
-    return f"{Path(config).stem}-{digest.hexdigest()[:10]}"
+    return f"{name}-{digest.hexdigest()[:10]}"
 
 
 def _parameter_count(encoder: Path) -> int:

@@ -16,7 +16,7 @@ from .scoring import calibration_table, scores_table
 from .training_log import read_training_log
 
 PathLike = Union[str, Path]
-EXPERIMENTS = ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr")
+EXPERIMENTS = ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr", "compare-inputs")
 
 
 def render_report(
@@ -163,8 +163,9 @@ def _pretraining_section(pretraining_dir: Optional[PathLike]) -> str:
     first, last = (log[0], log[-1]) if log else ({}, {})
     lines += [
         "",
-        f"From `{summary['encoder']}` on {', '.join(f'`{text}`' for text in summary['texts'])}: "
-        f"{summary['steps']:,} steps, {summary['tokens']:,} tokens in {summary['seconds'] / 60:.1f} min on {summary['device']}"
+        f"From `{summary['encoder']}` on {', '.join(f'`{text}`' for text in summary['texts'])} "
+        f"({summary['corpus_tokens']:,} characters): {summary['steps']:,} steps in {len(summary['runs'])} run(s), "
+        f"{summary['tokens']:,} tokens ({summary['epochs']:.2f} epochs) in {summary['seconds'] / 60:.1f} min on {summary['device']}"
         + (f"; MLM loss {first['loss']:.2f} at step {first['step']} → {last['loss']:.2f} at step {last['step']}." if log else "."),
     ]
     return "\n".join(lines)
