@@ -246,8 +246,9 @@ def test_too_little_text_for_one_batch(tiny_encoder, tmp_path):
 
 def test_the_exported_encoder_is_half_precision_and_loads_in_the_pipe(pretrained, tmp_path):
     output, _ = pretrained
-    exported = export_encoder(output, tmp_path / "exported")
+    exported = export_encoder(output, tmp_path / "exported", half=True)
     assert not (exported / CHECKPOINT).exists() and not (exported / "corpus.npy").exists()
+    assert (exported / "pretraining.json").read_text(encoding="utf-8") == (output / "pretraining.json").read_text(encoding="utf-8")
     weights = load_file(exported / "model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.float16}
     full = load_file(output / "model.safetensors")
@@ -255,6 +256,16 @@ def test_the_exported_encoder_is_half_precision_and_loads_in_the_pipe(pretrained
         assert torch.allclose(tensor.float(), full[name], atol=1e-3, rtol=1e-3), name
     module = CharBert.from_pretrained(str(exported))
     assert next(module.parameters()).dtype == torch.float32
+
+
+def test_the_export_script_keeps_full_precision_unless_asked(pretrained, tmp_path):
+    output, _ = pretrained
+    result = run_script("export_encoder.py", output, tmp_path / "full")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {tensor.dtype for tensor in load_file(tmp_path / "full" / "model.safetensors").values()} == {torch.float32}
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    result = run_script("export_encoder.py", output, tmp_path / "file")
+    assert result.returncode == 1 and "Not a directory" in result.stdout + result.stderr
 
 
 def test_speed_is_measured_for_both_losses(tiny_encoder, sample_text):

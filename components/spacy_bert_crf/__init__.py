@@ -1,12 +1,9 @@
 """BERT + CRF named-entity recognition for spaCy: the `bert_crf_ner` pipe."""
-from .allocator import fix_mmap_threshold
+from .allocator import make_pin_mmap_threshold
 from .architectures import build_crf_tagger, build_softmax_tagger
 from .char_encoder import build_char_bert_encoder
 from .pipe import BertCrfNer, make_bert_crf_ner
 from .scoring import make_ner_scorer, score_ner
-
-# Before any training allocates: see allocator.py for the memory growth this stops.
-fix_mmap_threshold()
 
 __version__ = "0.1.0"
 __all__ = [
@@ -16,5 +13,6 @@ __all__ = [
     "build_softmax_tagger",
     "make_bert_crf_ner",
     "make_ner_scorer",
+    "make_pin_mmap_threshold",
     "score_ner",
 ]

@@ -409,7 +409,7 @@ def pretraining_speed(
     return speeds
 
 
-def export_encoder(pretrained_dir: PathLike, output_dir: PathLike, half: bool = True) -> Path:
+def export_encoder(pretrained_dir: PathLike, output_dir: PathLike, half: bool = False) -> Path:
     """The pretrained encoder without its checkpoint and corpus cache, in fp16 if `half`: what `assets/` ships."""
     model = BertForMaskedLM.from_pretrained(pretrained_dir)
     if half:
@@ -417,6 +417,9 @@ def export_encoder(pretrained_dir: PathLike, output_dir: PathLike, half: bool = 
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     AutoTokenizer.from_pretrained(pretrained_dir).save_pretrained(output_dir)
+    summary = Path(pretrained_dir) / "pretraining.json"
+    if summary.exists():
+        (output_dir / "pretraining.json").write_text(summary.read_text(encoding="utf-8"), encoding="utf-8")
     return output_dir
 
 
