@@ -1,7 +1,7 @@
 """Benchmark the pipe against a plain PyTorch loop, pytorch-crf, spaCy's `ner` and Hugging Face.
 
 Every system tags the same test sentences with the same encoder weights and
-batch size, each in a process of its own (spacy_bert_crf.benchmarking).
+batch size, each in a process of its own (spacy_bert_crf.lab.benchmarking).
 """
 import json
 import shlex
@@ -17,7 +17,7 @@ import typer
 from transformers import AutoConfig
 from wasabi import msg
 
-from spacy_bert_crf.benchmarking import (
+from spacy_bert_crf.lab.benchmarking import (
     SYSTEMS,
     BenchmarkSettings,
     benchmark_docs,
@@ -27,7 +27,7 @@ from spacy_bert_crf.benchmarking import (
     set_up,
     summarize,
 )
-from spacy_bert_crf.encoders import EncoderShape, build_encoder
+from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 # --quick: a tiny encoder built on the spot and a slice of the sentences.

@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.allocator_benchmark import compare_allocators
+from spacy_bert_crf.lab.allocator_benchmark import compare_allocators
 
 
 def main(

@@ -6,7 +6,7 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.pretraining import PretrainingSettings, pretraining_speed
+from spacy_bert_crf.lab.pretraining import PretrainingSettings, pretraining_speed
 
 
 def main(

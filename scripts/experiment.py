@@ -2,11 +2,11 @@
 from pathlib import Path
 
 import typer
-from spacy.cli._util import parse_config_overrides
 from spacy.util import load_config
 from wasabi import msg
 
-from spacy_bert_crf.experiments import load_experiment, load_settings, metrics_table, run_experiment
+from spacy_bert_crf.lab.experiments import load_experiment, load_settings, metrics_table, run_experiment
+from spacy_bert_crf.lab.overrides import parse_overrides
 
 
 def main(
@@ -19,7 +19,7 @@ def main(
     """Train every variant of experiment NAME, score it on the test set, and write
     NAME.json, NAME.md and NAME.png. Extra options override the config:
     --experiment.max_steps 1200."""
-    config = load_config(config_path, overrides=parse_config_overrides(ctx.args), interpolate=True)
+    config = load_config(config_path, overrides=parse_overrides(ctx.args), interpolate=True)
     summary = run_experiment(load_experiment(config, name), load_settings(config), runs_dir, output_dir)
     print(metrics_table(summary))
     msg.good(f"{name}: {summary['wall_seconds'] / 60:.1f} min; wrote {output_dir / name}.json, .md and .png")

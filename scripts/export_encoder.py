@@ -4,7 +4,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.pretraining import export_encoder
+from spacy_bert_crf.lab.pretraining import export_encoder
 
 
 def main(

@@ -5,7 +5,7 @@ import spacy
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.figures import write_report_figures
+from spacy_bert_crf.lab.figures import write_report_figures
 
 
 def main(

@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.encoders import EncoderShape, build_encoder
+from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 
 ASSETS = Path(__file__).parent.parent / "assets" / "bert-base-chinese"
 

@@ -1,7 +1,7 @@
 """Run one long document through a pipeline; print its time and peak memory as JSON.
 
 The text repeats real PD2014 test sentences, joined without separators, cut to
-N characters (spacy_bert_crf.benchmarking.measure_long_doc). With `--sizes`,
+N characters (spacy_bert_crf.lab.benchmarking.measure_long_doc). With `--sizes`,
 each size runs in a fresh process, so that each peak is its own.
 """
 import json
@@ -16,8 +16,8 @@ import torch
 import typer
 from spacy.tokens import Doc, DocBin
 
-from spacy_bert_crf.benchmarking import BenchmarkSettings, long_text, measure_long_doc, untrained_pipeline
-from spacy_bert_crf.encoders import EncoderShape, build_encoder
+from spacy_bert_crf.lab.benchmarking import BenchmarkSettings, long_text, measure_long_doc, untrained_pipeline
+from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 from spacy_bert_crf.formats import read_docs
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"

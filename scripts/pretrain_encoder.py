@@ -3,11 +3,11 @@ from pathlib import Path
 from typing import List
 
 import typer
-from spacy.cli._util import parse_config_overrides
 from spacy.util import load_config
 from wasabi import msg
 
-from spacy_bert_crf.pretraining import PretrainingSettings, device_name, pretrain_encoder
+from spacy_bert_crf.lab.overrides import parse_overrides
+from spacy_bert_crf.lab.pretraining import PretrainingSettings, device_name, pretrain_encoder
 
 
 def main(
@@ -30,7 +30,7 @@ def main(
     first_override = next((i for i, arg in enumerate(text_files) if arg.startswith("--")), len(text_files))
     overrides = text_files[first_override:] + ctx.args
     text_files = [Path(name) for name in text_files[:first_override]]
-    config = load_config(config_path, overrides=parse_config_overrides(overrides))
+    config = load_config(config_path, overrides=parse_overrides(overrides))
     settings = PretrainingSettings(**config["pretraining"])
     for path in text_files:
         if not path.is_file():

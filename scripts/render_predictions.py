@@ -8,7 +8,7 @@ import typer
 from wasabi import msg
 
 from spacy_bert_crf.formats import read_text
-from spacy_bert_crf.visualize import (
+from spacy_bert_crf.lab.visualize import (
     BrowserError,
     BrowserNotFound,
     check_renders_in_chromium,

@@ -4,7 +4,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.report import render_report
+from spacy_bert_crf.lab.report import render_report
 
 
 def main(

@@ -6,7 +6,7 @@ import typer
 from wasabi import msg
 
 from spacy_bert_crf.formats import write_lines
-from spacy_bert_crf.pretraining import sample_lines
+from spacy_bert_crf.lab.pretraining import sample_lines
 
 
 def main(

@@ -6,7 +6,7 @@ from typing import List
 import typer
 from wasabi import msg
 
-from spacy_bert_crf.vectors import VectorSettings, text_files, train_vectors
+from spacy_bert_crf.lab.vectors import VectorSettings, text_files, train_vectors
 
 
 def main(

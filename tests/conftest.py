@@ -10,9 +10,9 @@ import spacy
 import typer
 from typer.testing import CliRunner, Result
 
-from spacy_bert_crf.encoders import EncoderShape, build_encoder
+from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 from spacy_bert_crf.formats import read_two_file
-from spacy_bert_crf.vectors import VectorSettings, train_vectors
+from spacy_bert_crf.lab.vectors import VectorSettings, train_vectors
 
 ROOT = Path(__file__).parent.parent
 ASSETS = ROOT / "assets"

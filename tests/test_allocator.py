@@ -10,7 +10,7 @@ from spacy.training import Example
 from spacy.util import load_config, registry
 
 from conftest import ROOT, tagger_config
-from spacy_bert_crf.allocator_benchmark import ALLOCATORS, Allocator, compare_allocators
+from spacy_bert_crf.lab.allocator_benchmark import ALLOCATORS, Allocator, compare_allocators
 
 # Records every mallopt call the process makes through ctypes, then runs the given code.
 RECORD_MALLOPT = """

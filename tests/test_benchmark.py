@@ -6,7 +6,7 @@ import spacy
 import torch
 from transformers import BertConfig, BertModel
 
-from spacy_bert_crf.benchmarking import (
+from spacy_bert_crf.lab.benchmarking import (
     BenchmarkSettings,
     _PlainTagger,
     benchmark_docs,

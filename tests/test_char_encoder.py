@@ -10,7 +10,7 @@ from thinc.api import Adam
 
 from spacy_bert_crf.char_encoder import char_bert_module
 from spacy_bert_crf.char_inputs import CharVocab, fold, load_vectors
-from spacy_bert_crf.encoders import CHAR_VECTOR_STD, EncoderShape, build_encoder
+from spacy_bert_crf.lab.encoders import CHAR_VECTOR_STD, EncoderShape, build_encoder
 
 from conftest import ASSETS, tagger_config
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from spacy_bert_crf.encoders import EncoderShape, build_encoder
+from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 from conftest import ASSETS, ROOT
 
 CONFIG = ASSETS / "bert-base-chinese" / "config.json"

@@ -12,8 +12,8 @@ from spacy.util import load_config
 from thinc.api import Config
 
 from conftest import ROOT
-from spacy_bert_crf.encoders import EncoderShape
-from spacy_bert_crf.experiments import (
+from spacy_bert_crf.lab.encoders import EncoderShape
+from spacy_bert_crf.lab.experiments import (
     Variant,
     _config_with_overlay,
     _run_key,
@@ -21,7 +21,7 @@ from spacy_bert_crf.experiments import (
     load_settings,
     metrics_table,
 )
-from spacy_bert_crf.report import render_report
+from spacy_bert_crf.lab.report import render_report
 
 EXPERIMENTS_CONFIG = ROOT / "configs" / "experiments.cfg"
 

@@ -14,7 +14,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_bert_crf.architectures import head_module
-from spacy_bert_crf.figures import (
+from spacy_bert_crf.lab.figures import (
     END,
     START,
     confusion_matrix,

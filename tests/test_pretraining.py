@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM
 
 from spacy_bert_crf.char_encoder import CharBert, encoder_vocab
-from spacy_bert_crf.pretraining import (
+from spacy_bert_crf.lab.pretraining import (
     CHECKPOINT,
     PretrainingSettings,
     WindowStream,
@@ -84,7 +84,7 @@ def test_the_corpus_cache_is_used_until_a_file_changes(vocab, tmp_path, monkeypa
     text.write_text("中国人民\n", encoding="utf-8")
     first = cached_corpus([text], vocab, tmp_path)
     calls = []
-    monkeypatch.setattr("spacy_bert_crf.pretraining.encode_texts", lambda *args: calls.append(args) or numpy.zeros(1, "uint16"))
+    monkeypatch.setattr("spacy_bert_crf.lab.pretraining.encode_texts", lambda *args: calls.append(args) or numpy.zeros(1, "uint16"))
     assert cached_corpus([text], vocab, tmp_path).tolist() == first.tolist() and calls == []
     text.write_text("中国人民银行\n", encoding="utf-8")
     cached_corpus([text], vocab, tmp_path)

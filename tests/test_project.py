@@ -201,6 +201,14 @@ def test_packaged_pipeline_loads_in_a_fresh_venv_offline(project, tmp_path):
         [python, "-m", "pip", "install", "-q", torch_pin, *map(str, wheels)], capture_output=True, text=True
     )
     assert install.returncode == 0, install.stderr[-3000:]
+    # The model needs the runtime only: the lab's dependencies are an extra, and none is installed.
+    requires = subprocess.run(
+        [python, "-c", "import importlib.metadata as m, json; print(json.dumps(m.requires('spacy-bert-crf')))"],
+        capture_output=True, text=True, check=True,
+    )
+    lab_only = [item for item in json.loads(requires.stdout) if item.split()[0].split(">")[0] in ("matplotlib", "typer", "tqdm", "gensim")]
+    assert lab_only and all('extra == "lab"' in item for item in lab_only), lab_only
+    assert subprocess.run([python, "-c", "import matplotlib"], capture_output=True).returncode != 0
     texts = [line.replace(" ", "").strip() for line in head_lines(ASSETS / "pd2014/test.txt.gz", 20)]
     code = (
         "import json, sys, spacy, spacy_bert_crf\n"

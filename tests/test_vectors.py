@@ -3,7 +3,7 @@ import gzip
 import json
 
 from spacy_bert_crf.char_inputs import BOUNDARY, fold, load_vectors
-from spacy_bert_crf.vectors import text_files
+from spacy_bert_crf.lab.vectors import text_files
 
 from conftest import ASSETS, run_script
 

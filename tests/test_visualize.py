@@ -10,7 +10,7 @@ from spacy.tokens import Span
 from spacy.training import Example
 
 from spacy_bert_crf.formats import make_doc
-from spacy_bert_crf.visualize import (
+from spacy_bert_crf.lab.visualize import (
     CHROMIUM_NAMES,
     DEFAULT_COLOR,
     LABEL_COLORS,

@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy
 
-from .char_inputs import fold, text_bigrams
-from .formats import open_text
+from ..char_inputs import fold, text_bigrams
+from ..formats import open_text
 
 # corpus_file mode splits lines on spaces, so a folded space needs a stand-in.
 _SPACE_STAND_IN = "\u2423"

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Union
 
 from spacy.util import load_config
 
-from .training_log import read_training_log
+from ..training_log import read_training_log
 
 PathLike = Union[str, Path]
 LIBRARIES = Path("/usr/lib/x86_64-linux-gnu")

@@ -46,11 +46,11 @@ from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import fix_random_seed
 from tqdm import tqdm
 
-from .architectures import head_module
-from .crf import CRFHead, TransitionMasks
-from .formats import read_docs
-from .pipe import BertCrfNer, length_sorted_splits
-from .schemes import bio_tags
+from ..architectures import head_module
+from ..crf import CRFHead, TransitionMasks
+from ..formats import read_docs
+from ..pipe import BertCrfNer, length_sorted_splits
+from ..schemes import bio_tags
 
 PathLike = Union[str, Path]
 SYSTEMS = (

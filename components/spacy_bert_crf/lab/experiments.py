@@ -27,8 +27,8 @@ from wasabi import msg
 
 from .encoders import EncoderShape, build_encoder
 from .figures import training_curves
-from .scoring import evaluate_on
-from .training_log import read_training_log
+from ..scoring import evaluate_on
+from ..training_log import read_training_log
 
 PathLike = Union[str, Path]
 ENCODER_KINDS = ("vectors", "random", "pretrained")

@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .architectures import head_module
-from .crf import CRFHead
-from .formats import doc_to_tags
-from .training_log import read_training_log
+from ..architectures import head_module
+from ..crf import CRFHead
+from ..formats import doc_to_tags
+from ..training_log import read_training_log
 
 PathLike = Union[str, Path]
 START = "START"

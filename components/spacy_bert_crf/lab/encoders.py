@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Union
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
-from .char_inputs import WHITESPACE_TOKEN, fold, load_vectors, lookup_rows
+from ..char_inputs import WHITESPACE_TOKEN, fold, load_vectors, lookup_rows
 
 PathLike = Union[str, Path]
 CHAR_VECTOR_STD = 0.05

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from .experiments import metrics_table
-from .scoring import calibration_table, scores_table
-from .training_log import read_training_log
+from ..scoring import calibration_table, scores_table
+from ..training_log import read_training_log
 
 PathLike = Union[str, Path]
 EXPERIMENTS = ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr", "compare-inputs")

@@ -37,9 +37,9 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, BertForMaskedLM
 
-from .char_encoder import encoder_vocab
-from .char_inputs import CharVocab
-from .formats import open_text, split_tokens
+from ..char_encoder import encoder_vocab
+from ..char_inputs import CharVocab
+from ..formats import open_text, split_tokens
 
 PathLike = Union[str, Path]
 CHECKPOINT = "checkpoint.pt"
