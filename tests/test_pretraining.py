@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
-from transformers import AutoModel, AutoTokenizer, BertForMaskedLM
+from transformers import AutoModel, BertForMaskedLM
 
 from spacy_bert_crf.char_encoder import CharBert, encoder_vocab
 from spacy_bert_crf.lab.pretraining import (

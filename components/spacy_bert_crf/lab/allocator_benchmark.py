@@ -14,13 +14,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 from spacy.util import load_config
 
+from ..formats import PathLike
 from ..training_log import read_training_log
 
-PathLike = Union[str, Path]
 LIBRARIES = Path("/usr/lib/x86_64-linux-gnu")
 
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from itertools import cycle
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 import spacy
@@ -48,11 +48,10 @@ from tqdm import tqdm
 
 from ..architectures import head_module
 from ..crf import CRFHead, TransitionMasks
-from ..formats import read_docs
+from ..formats import PathLike, read_docs
 from ..pipe import BertCrfNer, length_sorted_splits
 from ..schemes import bio_tags
 
-PathLike = Union[str, Path]
 SYSTEMS = (
     "pipeline",
     "pipeline_without_probabilities",

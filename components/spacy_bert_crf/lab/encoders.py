@@ -11,14 +11,14 @@ Three ways, all ending in `save_pretrained` (weights, config and tokenizer):
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
+from ..formats import PathLike
 from ..char_inputs import WHITESPACE_TOKEN, fold, load_vectors, lookup_rows
 
-PathLike = Union[str, Path]
 CHAR_VECTOR_STD = 0.05
 
 

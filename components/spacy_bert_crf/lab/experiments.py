@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import spacy
 from spacy.util import load_config
@@ -25,12 +25,12 @@ from thinc.api import Config
 from transformers import AutoModel
 from wasabi import msg
 
+from ..formats import PathLike
 from .encoders import EncoderShape, build_encoder
 from .figures import training_curves
 from ..scoring import evaluate_on
 from ..training_log import read_training_log
 
-PathLike = Union[str, Path]
 ENCODER_KINDS = ("vectors", "random", "pretrained")
 
 

@@ -10,7 +10,7 @@ registers no figure anywhere, so nothing stays open after the PNG is written.
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import numpy
 from matplotlib.axes import Axes
@@ -22,10 +22,9 @@ from spacy.tokens import Doc, DocBin
 
 from ..architectures import head_module
 from ..crf import CRFHead
-from ..formats import doc_to_tags
+from ..formats import PathLike, doc_to_tags
 from ..training_log import read_training_log
 
-PathLike = Union[str, Path]
 START = "START"
 END = "END"
 # Annotating cells beyond O + 6 entity types (13 tags) makes them unreadable.

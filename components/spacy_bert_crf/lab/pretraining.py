@@ -30,7 +30,7 @@ import time
 from array import array
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -39,9 +39,8 @@ from transformers import AutoTokenizer, BertForMaskedLM
 
 from ..char_encoder import encoder_vocab
 from ..char_inputs import CharVocab
-from ..formats import open_text, split_tokens
+from ..formats import PathLike, open_text, split_tokens
 
-PathLike = Union[str, Path]
 CHECKPOINT = "checkpoint.pt"
 # The settings a checkpoint's data position and masks depend on: a run that
 # changes one of them cannot continue the previous one.

@@ -9,13 +9,13 @@ summary is reported as not run, so a partial report still renders.
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
+from ..formats import PathLike
 from .experiments import metrics_table
 from ..scoring import calibration_table, scores_table
 from ..training_log import read_training_log
 
-PathLike = Union[str, Path]
 EXPERIMENTS = ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr", "compare-inputs")
 
 

@@ -20,7 +20,7 @@ from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-PathLike = Union[str, Path]
+from ..formats import PathLike
 
 # displaCy's own colours for PERSON, LOC, ORG and DATE (T is time), so that the
 # page looks like the ones spaCy users know; any other label gets displaCy's grey.
