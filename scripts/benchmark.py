@@ -3,6 +3,7 @@
 Every system tags the same test sentences with the same encoder weights and
 batch size, each in a process of its own (spacy_bert_crf.lab.benchmarking).
 """
+
 import json
 import shlex
 import sys
@@ -35,21 +36,35 @@ QUICK_SHAPE = EncoderShape(layers=2, hidden=128, heads=2, intermediate=256)
 
 
 def main(
-    encoder: Optional[Path] = typer.Option(None, "--encoder", help="BERT directory (default: encoders/default; with --quick a tiny one built here)"),
-    data: Path = typer.Option(ROOT / "assets/pd2014/test.txt.gz", "--data", help="Test sentences, in any format convert.py reads"),
-    quick: bool = typer.Option(False, "--quick/--full", help="--quick: tiny encoder, 128 sentences, few steps: a smoke run in about a minute"),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (figures, targets, every system) and nothing else to stdout"),
+    encoder: Optional[Path] = typer.Option(
+        None, "--encoder", help="BERT directory (default: encoders/default; with --quick a tiny one built here)"
+    ),
+    data: Path = typer.Option(
+        ROOT / "assets/pd2014/test.txt.gz", "--data", help="Test sentences, in any format convert.py reads"
+    ),
+    quick: bool = typer.Option(
+        False, "--quick/--full", help="--quick: tiny encoder, 128 sentences, few steps: a smoke run in about a minute"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (figures, targets, every system) and nothing else to stdout"
+    ),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the JSON report here"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the tables into this file, between <!-- benchmark:start/end --> markers"),
+    markdown: Optional[Path] = typer.Option(
+        None, "--markdown", help="Write the tables into this file, between <!-- benchmark:start/end --> markers"
+    ),
     systems: str = typer.Option(",".join(SYSTEMS), "--systems", help="Comma-separated subset of the systems"),
     sentences: int = typer.Option(0, "--sentences", help="Sentences to tag (0: all that fit one window)"),
     batch_size: int = typer.Option(64, "--batch-size"),
     train_steps: int = typer.Option(10, "--train-steps", help="Timed training steps of (a) and (b)"),
-    ner_train_steps: int = typer.Option(20, "--ner-train-steps", help="Training steps of spaCy's ner before it is timed"),
+    ner_train_steps: int = typer.Option(
+        20, "--ner-train-steps", help="Training steps of spaCy's ner before it is timed"
+    ),
     passes: int = typer.Option(3, "--passes", help="Timed inference passes over the sentences; the fastest counts"),
     decode_repeats: int = typer.Option(20, "--decode-repeats", help="Repeats of the decoder comparison (median)"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU"),
-    mixed_precision: bool = typer.Option(False, "--mixed-precision/--fp32", help="fp16 autocast for the encoder (GPU only)"),
+    mixed_precision: bool = typer.Option(
+        False, "--mixed-precision/--fp32", help="fp16 autocast for the encoder (GPU only)"
+    ),
 ):
     """Measure inference and training chars/s, the CRF's share of the time,
     the decoders at 64 × 128 × 9, and each system's peak RSS."""
@@ -108,7 +123,6 @@ def main(
 def build_quick_encoder(path: Path) -> Path:
     assets = ROOT / "assets/bert-base-chinese"
     return build_encoder(path, config_path=assets / "config.json", vocab_path=assets / "vocab.txt", shape=QUICK_SHAPE)
-
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """CPU training under each allocator: seconds per step, kernel time and peak memory (docs/BENCHMARKS.md)."""
+
 import json
 from pathlib import Path
 from typing import Optional
@@ -34,14 +35,30 @@ def main(
     results = compare_allocators(config, overrides, first_step, last_step)
     msg.table(
         [
-            (r["allocator"], f"{r['seconds_per_step']:.3f}", f"{r['user_seconds']:.0f}", f"{r['kernel_seconds']:.0f}", f"{r['peak_rss_gib']:.2f}")
+            (
+                r["allocator"],
+                f"{r['seconds_per_step']:.3f}",
+                f"{r['user_seconds']:.0f}",
+                f"{r['kernel_seconds']:.0f}",
+                f"{r['peak_rss_gib']:.2f}",
+            )
             for r in results
         ],
         header=("allocator", "s/step", "user s", "kernel s", "peak RSS GiB"),
         divider=True,
     )
     if output is not None:
-        output.write_text(json.dumps({"settings": {**overrides, "config": str(config), "steps": [first_step, last_step]}, "allocators": results}, indent=2) + "\n", encoding="utf-8")
+        output.write_text(
+            json.dumps(
+                {
+                    "settings": {**overrides, "config": str(config), "steps": [first_step, last_step]},
+                    "allocators": results,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Convert NER data in any common format (two-file, CoNLL, CLUENER, spaCy JSONL) into a spaCy DocBin."""
+
 import json
 from pathlib import Path
 from typing import List, Literal, Optional
@@ -23,7 +24,9 @@ def main(
     strict: bool = typer.Option(False, "--strict", help="Refuse any input that needs a repair"),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the JSON conversion report here"),
     lang: str = typer.Option("zh", "--lang", help="Language of the Docs' vocab"),
-    dev_output: Optional[Path] = typer.Option(None, "--dev-output", help="Hold out sentences as a dev set: the DocBin to write them to"),
+    dev_output: Optional[Path] = typer.Option(
+        None, "--dev-output", help="Hold out sentences as a dev set: the DocBin to write them to"
+    ),
     dev_every: int = typer.Option(10, "--dev-every", help="With --dev-output: every N-th sentence goes to dev"),
 ):
     """Convert INPUT_FILE (or TEXT_FILE + TAG_FILE) into OUTPUT_FILE and print a JSON report

@@ -1,5 +1,6 @@
 """Score a trained pipeline on a DocBin: entity P/R/F overall and per type, token accuracy,
 and how well its entity probabilities are calibrated."""
+
 import json
 from pathlib import Path
 

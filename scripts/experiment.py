@@ -1,4 +1,5 @@
 """Run one of the report's comparisons from configs/experiments.cfg: train, score, plot."""
+
 from pathlib import Path
 
 import typer
@@ -12,7 +13,9 @@ from spacy_bert_crf.lab.overrides import parse_overrides
 def main(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Experiment: a section of the config, e.g. compare-heads"),
-    output_dir: Path = typer.Option(Path("metrics/experiments"), "--output", help="Directory for the tables and figures"),
+    output_dir: Path = typer.Option(
+        Path("metrics/experiments"), "--output", help="Directory for the tables and figures"
+    ),
     runs_dir: Path = typer.Option(Path("training/experiments"), "--runs", help="Directory for the trained variants"),
     config_path: Path = typer.Option(Path("configs/experiments.cfg"), "--config", help="Experiments config"),
 ):

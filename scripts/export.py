@@ -1,4 +1,5 @@
 """Export a spaCy DocBin to the two-file format or CoNLL, tags in the scheme and notation asked for."""
+
 from pathlib import Path
 from typing import List, Literal
 

@@ -1,4 +1,5 @@
 """Copy a pretrained encoder without its checkpoint and corpus cache: what `assets/encoder` ships."""
+
 from pathlib import Path
 
 import typer
@@ -8,7 +9,9 @@ from spacy_bert_crf.lab.pretraining import export_encoder
 
 
 def main(
-    pretrained_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="pretrain-encoder's output directory"),
+    pretrained_dir: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="pretrain-encoder's output directory"
+    ),
     output_dir: Path = typer.Argument(..., help="Directory to write the encoder to"),
     half: bool = typer.Option(False, "--half/--full", help="--half: fp16 weights, half the size (loaded as fp32)"),
 ):

@@ -1,4 +1,5 @@
 """Draw the report's figures for a trained pipeline: data, CRF transitions, training curves, tag confusion."""
+
 from pathlib import Path
 
 import spacy

@@ -1,4 +1,5 @@
 """Write a BERT encoder directory (weights + tokenizer) that the pipe and spacy-transformers load."""
+
 from pathlib import Path
 from typing import Optional
 

@@ -4,6 +4,7 @@ The text repeats real PD2014 test sentences, joined without separators, cut to
 N characters (spacy_bert_crf.lab.benchmarking.measure_long_doc). With `--sizes`,
 each size runs in a fresh process, so that each peak is its own.
 """
+
 import json
 import subprocess
 import sys
@@ -16,9 +17,9 @@ import torch
 import typer
 from spacy.tokens import Doc, DocBin
 
+from spacy_bert_crf.formats import read_docs
 from spacy_bert_crf.lab.benchmarking import BenchmarkSettings, long_text, measure_long_doc, untrained_pipeline
 from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
-from spacy_bert_crf.formats import read_docs
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEST_DATA = ASSETS / "pd2014" / "test.txt.gz"
@@ -27,10 +28,14 @@ TINY_SHAPE = EncoderShape(layers=2, hidden=64, heads=2, intermediate=128)
 
 def main(
     model: Optional[str] = typer.Argument(None, help="Pipeline package name or directory"),
-    tiny: bool = typer.Option(False, "--tiny", help="Build an untrained pipeline on a tiny random encoder (2 layers, hidden 64) instead"),
+    tiny: bool = typer.Option(
+        False, "--tiny", help="Build an untrained pipeline on a tiny random encoder (2 layers, hidden 64) instead"
+    ),
     n_chars: int = typer.Option(100_000, "--n-chars", help="Characters in the document"),
     sizes: str = typer.Option("", "--sizes", help="Comma-separated sizes, each run in its own process"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Save each tagged Doc here as <n_chars>.spacy"),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", help="Save each tagged Doc here as <n_chars>.spacy"
+    ),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch's CPU threads (default: torch's own choice)"),
 ):
     """Tag one document of N characters with MODEL; print one JSON object per size."""

@@ -1,4 +1,5 @@
 """Tag a text file with a trained pipeline: one line of tags per input line."""
+
 from pathlib import Path
 
 import spacy
@@ -22,9 +23,7 @@ def main(
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model)
     token_lines, space_separated = read_text(input_file)
-    msg.info(
-        f"{len(token_lines)} lines of {'space-separated characters' if space_separated else 'plain text'}"
-    )
+    msg.info(f"{len(token_lines)} lines of {'space-separated characters' if space_separated else 'plain text'}")
     tags = tag_lines(nlp, token_lines, separator, batch_size)
     write_lines(output_file, tqdm(tags, total=len(token_lines), unit="line"))
     msg.good(f"Wrote {output_file}")

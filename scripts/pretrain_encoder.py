@@ -1,4 +1,5 @@
 """Masked-LM pretraining of a BERT encoder on plain-text or .gz files."""
+
 from pathlib import Path
 from typing import List
 
@@ -15,7 +16,9 @@ def main(
     encoder: str = typer.Argument(..., help="Encoder to start from: a directory (e.g. init-encoder's) or a hub name"),
     output_dir: Path = typer.Argument(..., help="Directory for the pretrained encoder"),
     text_files: List[str] = typer.Argument(..., help="Text files, plain or .gz, one line a paragraph or sentence"),
-    config_path: Path = typer.Option(Path("configs/pretrain_encoder.cfg"), "--config", help="Config with a [pretraining] section"),
+    config_path: Path = typer.Option(
+        Path("configs/pretrain_encoder.cfg"), "--config", help="Config with a [pretraining] section"
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU"),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="bfloat16 autocast (on a GPU)"),
     restart: bool = typer.Option(False, "--restart", help="Start afresh, ignoring OUTPUT_DIR's checkpoint"),

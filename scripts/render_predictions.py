@@ -1,4 +1,5 @@
 """Show a pipeline's entities on the first sentences of a text file as a displaCy page."""
+
 import json
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -20,11 +21,17 @@ from spacy_bert_crf.lab.visualize import (
 
 def main(
     model: str = typer.Argument(..., help="Pipeline package name or directory"),
-    text_file: Path = typer.Argument(..., help="One sentence a line: characters separated by spaces, or plain text (.gz ok)"),
+    text_file: Path = typer.Argument(
+        ..., help="One sentence a line: characters separated by spaces, or plain text (.gz ok)"
+    ),
     output_html: Path = typer.Argument(..., help="The HTML page to write"),
     n: int = typer.Option(50, "--n", help="How many non-empty sentences to show"),
-    screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="The check's PNG [default: OUTPUT_HTML with .png]"),
-    check: bool = typer.Option(True, "--check/--no-check", help="Check in headless Chromium that every entity is shown"),
+    screenshot: Optional[Path] = typer.Option(
+        None, "--screenshot", help="The check's PNG [default: OUTPUT_HTML with .png]"
+    ),
+    check: bool = typer.Option(
+        True, "--check/--no-check", help="Check in headless Chromium that every entity is shown"
+    ),
 ):
     """Predict the first N sentences of TEXT_FILE and write their entities to OUTPUT_HTML."""
     browser = None
@@ -52,7 +59,9 @@ def main(
     print(summary)
     output_html.with_suffix(".check.json").write_text(summary + "\n", encoding="utf-8")
     if result["marks"] < entities:
-        fail(f"Chromium shows {result['marks']} entity marks, but {entities} entities were predicted: see {result['screenshot']}")
+        fail(
+            f"Chromium shows {result['marks']} entity marks, but {entities} entities were predicted: see {result['screenshot']}"
+        )
 
 
 def fail(message: str) -> NoReturn:

@@ -1,4 +1,5 @@
 """Render docs/REPORT.md from the metrics, figures and checks the project commands wrote."""
+
 from pathlib import Path
 
 import typer
@@ -12,8 +13,12 @@ def main(
     run: str = typer.Argument(..., help="The training run the figures describe"),
     run_scores: Path = typer.Argument(..., help="Its test scores, as scripts/evaluate.py writes them"),
     figures_dir: Path = typer.Option(Path("docs/figures"), "--figures", help="scripts/figures.py's output"),
-    experiments_dir: Path = typer.Option(Path("metrics/experiments"), "--experiments", help="scripts/experiment.py's output"),
-    pretraining_dir: Path = typer.Option(Path("encoders/pretrained"), "--pretraining", help="pretrain-encoder's output"),
+    experiments_dir: Path = typer.Option(
+        Path("metrics/experiments"), "--experiments", help="scripts/experiment.py's output"
+    ),
+    pretraining_dir: Path = typer.Option(
+        Path("encoders/pretrained"), "--pretraining", help="pretrain-encoder's output"
+    ),
     displacy_check: Path = typer.Option(
         Path("docs/figures/predictions.check.json"), "--displacy-check", help="scripts/render_predictions.py's check"
     ),

@@ -1,4 +1,5 @@
 """Sample raw text files into one .gz file: every k-th line of each, about MAX_CHARS in all."""
+
 from pathlib import Path
 from typing import List
 

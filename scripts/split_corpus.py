@@ -1,4 +1,5 @@
 """Split a two-file corpus into train and dev deterministically (every N-th line to dev)."""
+
 from pathlib import Path
 
 import typer

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny encoder the tests build themselves, and slices of real data."""
+
 import importlib.util
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import spacy
 import typer
 from typer.testing import CliRunner, Result
 
-from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 from spacy_bert_crf.formats import read_two_file
+from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 from spacy_bert_crf.lab.vectors import VectorSettings, train_vectors
 
 ROOT = Path(__file__).parent.parent
@@ -61,7 +62,10 @@ def pd2014_docs():
 
 
 def tagger_config(
-    encoder: Path, architecture: str = "spacy_bert_crf.CRFTagger.v1", bigram_vectors: Optional[Path] = None, **model_settings
+    encoder: Path,
+    architecture: str = "spacy_bert_crf.CRFTagger.v1",
+    bigram_vectors: Optional[Path] = None,
+    **model_settings,
 ) -> dict:
     """The pipe's config with a local encoder directory (and bigram table), in windows of 32 characters."""
     return {
@@ -82,7 +86,11 @@ def tagger_config(
 def run_script(name: str, *args, env=None, cwd=ROOT) -> subprocess.CompletedProcess:
     """Run `scripts/<name>` as a user would, capturing its output."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
     )
 
 

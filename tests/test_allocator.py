@@ -1,4 +1,5 @@
 """The malloc setting is training's, asked for in the configs: loading the model leaves the allocator alone."""
+
 import json
 import subprocess
 import sys
@@ -49,7 +50,9 @@ def test_the_training_configs_pin_the_threshold_before_init():
     for name in ("default", "default_softmax", "bert_crf", "bert_softmax"):
         section = load_config(ROOT / "configs" / f"{name}.cfg")["initialize"]["before_init"]
         assert section == {"@callbacks": "spacy_bert_crf.pin_mmap_threshold.v1", "threshold": 65536}, name
-    callback = registry.resolve({"cb": {"@callbacks": "spacy_bert_crf.pin_mmap_threshold.v1", "threshold": 131072}})["cb"]
+    callback = registry.resolve({"cb": {"@callbacks": "spacy_bert_crf.pin_mmap_threshold.v1", "threshold": 131072}})[
+        "cb"
+    ]
     code = (
         "import spacy\nfrom spacy.util import registry\n"
         "callback = registry.resolve({'cb': {'@callbacks': 'spacy_bert_crf.pin_mmap_threshold.v1', 'threshold': 131072}})['cb']\n"

@@ -1,4 +1,5 @@
 """The benchmark: its systems really share weights, its figures are computed right, and `--quick --json` runs."""
+
 import json
 
 import pytest
@@ -6,6 +7,7 @@ import spacy
 import torch
 from transformers import BertConfig, BertModel
 
+from conftest import ASSETS, invoke_script, run_script
 from spacy_bert_crf.lab.benchmarking import (
     BenchmarkSettings,
     _PlainTagger,
@@ -16,7 +18,6 @@ from spacy_bert_crf.lab.benchmarking import (
     token_classifier,
     untrained_pipeline,
 )
-from conftest import ASSETS, invoke_script, run_script
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,9 @@ def test_plain_loop_and_hf_model_compute_the_pipes_emissions(crf_pipeline, gold_
     # On the pipe's own emissions (an untrained model's near-ties make 1e-4 matter), the loop's decode is the pipe's.
     padded = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(rows) for rows in expected], batch_first=True)
     paths = tagger.decode(padded, mask, "ours")
-    assert [path.tolist() for path in paths] == [ids.tolist() for ids in ner.predict([nlp.make_doc(t) for t in texts]).tag_ids]
+    assert [path.tolist() for path in paths] == [
+        ids.tolist() for ids in ner.predict([nlp.make_doc(t) for t in texts]).tag_ids
+    ]
 
 
 def test_flops_count_every_weight_matrix_once():
@@ -102,7 +105,16 @@ def test_quick_benchmark_prints_one_json_object():
     result = run_script("benchmark.py", "--quick", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    keys = ["pipeline_chars_per_s", "pipeline_without_probabilities_chars_per_s", "torch_loop_chars_per_s", "crf_decode_share", "our_decode_s", "pytorch_crf_decode_s", "spacy_ner_chars_per_s", "hf_pipeline_chars_per_s"]
+    keys = [
+        "pipeline_chars_per_s",
+        "pipeline_without_probabilities_chars_per_s",
+        "torch_loop_chars_per_s",
+        "crf_decode_share",
+        "our_decode_s",
+        "pytorch_crf_decode_s",
+        "spacy_ner_chars_per_s",
+        "hf_pipeline_chars_per_s",
+    ]
     assert all(report[key] > 0 for key in keys)
     assert report["crf_decode_share"] < 1
     assert report["systems"]["decoders"]["paths_equal"] is True

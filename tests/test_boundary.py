@@ -1,4 +1,5 @@
 """The runtime that spacy.load needs stays apart from the lab that builds on it."""
+
 import ast
 import json
 import subprocess

@@ -1,4 +1,5 @@
 """The character encoder: bigram input on and off, self-contained serialisation, the shipped vectors."""
+
 import json
 import shutil
 
@@ -8,11 +9,10 @@ import spacy
 from spacy.training import Example
 from thinc.api import Adam
 
+from conftest import ASSETS, tagger_config
 from spacy_bert_crf.char_encoder import char_bert_module
 from spacy_bert_crf.char_inputs import CharVocab, fold, load_vectors
 from spacy_bert_crf.lab.encoders import CHAR_VECTOR_STD, EncoderShape, build_encoder
-
-from conftest import ASSETS, tagger_config
 
 TEXTS = ["人民网1月1日讯据《纽约时报》报道", "iPhone 2013年在北京发布", "１２月３１日"]
 
@@ -21,7 +21,9 @@ def trained_pipe(encoder, bigram_vectors, pd2014_docs, steps=4):
     nlp = spacy.blank("zh")
     nlp.add_pipe("bert_crf_ner", config=tagger_config(encoder, bigram_vectors=bigram_vectors))
     examples = [
-        Example.from_dict(nlp.make_doc(doc.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in doc.ents]})
+        Example.from_dict(
+            nlp.make_doc(doc.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in doc.ents]}
+        )
         for doc in pd2014_docs[:8]
     ]
     optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-3))
@@ -118,6 +120,7 @@ def test_shipped_character_vectors_initialise_an_encoder(tmp_path):
 
     embeddings = BertModel.from_pretrained(encoder).get_input_embeddings().weight.detach()
     vocab = CharVocab.from_file(encoder / "vocab.txt")
+
     # Characters that share a context in text are near each other; unrelated ones are not.
     def cosine(a, b):
         x, y = embeddings[vocab.token_id(a)], embeddings[vocab.token_id(b)]

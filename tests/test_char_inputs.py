@@ -1,14 +1,14 @@
 """Every token its own vocabulary id, folded as the vocabulary expects; bigrams and windows."""
+
 import numpy
 import pytest
 import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import ASSETS
 from spacy_bert_crf.char_encoder import doc_windows, owners, window_starts
 from spacy_bert_crf.char_inputs import BOUNDARY, BigramVocab, CharVocab, bigrams, fold, folded_chars, is_blank
-
-from conftest import ASSETS
 
 NLP = spacy.blank("zh")
 

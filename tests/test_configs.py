@@ -1,4 +1,5 @@
 """Every shipped config builds, initialises and tags with the tests' tiny encoder."""
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """The real corpora in assets/ convert without an error, to the counts plain Python finds in their files."""
+
 import gzip
 import json
 import re
@@ -7,8 +8,8 @@ from collections import Counter
 import pytest
 import spacy
 
-from spacy_bert_crf.formats import read_docs, write_conll
 from conftest import ASSETS
+from spacy_bert_crf.formats import read_docs, write_conll
 
 SPACE = re.compile(r"\s*")
 

@@ -4,7 +4,6 @@ import math
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from spacy.training.iob_utils import iob_to_biluo
 
 from spacy_bert_crf.crf import CRFHead, SoftmaxHead, TransitionMasks, entity_spans
@@ -212,7 +211,9 @@ def test_no_entity_starts_or_ends_on_a_blank(seed, n_steps, crf, blank_bits):
     weights = []
     for row, length in enumerate(lengths.tolist()):
         row_blank = blank[row, :length].tolist()
-        weights.append({path: w for path, w in path_weights(chain, row, length).items() if obeys_blanks(path, row_blank)})
+        weights.append(
+            {path: w for path, w in path_weights(chain, row, length).items() if obeys_blanks(path, row_blank)}
+        )
         best = max(weights[row], key=weights[row].get)
         assert paths[row, :length].tolist() == list(best)
     for (row, first, last, begin, inside), probability in zip(spans, ours.tolist()):

@@ -1,4 +1,5 @@
 """Encoders built offline load through the same `from_pretrained` path as hub models."""
+
 import subprocess
 import sys
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 from conftest import ASSETS, ROOT
+from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 
 CONFIG = ASSETS / "bert-base-chinese" / "config.json"
 VOCAB = ASSETS / "bert-base-chinese" / "vocab.txt"

@@ -3,6 +3,7 @@
 Training every variant for real is the slow project test's job
 (tests/test_project.py); here the pieces around it are checked quickly.
 """
+
 import json
 import shutil
 
@@ -81,8 +82,14 @@ def test_a_run_is_identified_by_the_config_it_trains(tmp_path):
     key = _run_key(config, "default", base, [train])
     assert key.startswith("default-")
     # Setting a value to its default trains the same pipeline: the same run.
-    assert _run_key(config, "default", {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 100.0}, [train]) == key
-    assert _run_key(config, "default", {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 10.0}, [train]) != key
+    assert (
+        _run_key(config, "default", {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 100.0}, [train])
+        == key
+    )
+    assert (
+        _run_key(config, "default", {**base, "components.bert_crf_ner.model.crf_learn_rate_scale": 10.0}, [train])
+        != key
+    )
     assert _run_key(config, "default", {**base, "training.max_steps": 301}, [train]) != key
     assert _run_key(config, "default", {**base, "paths.bigram_vectors": None}, [train]) != key
     train.write_bytes(b"other docs")
@@ -91,7 +98,11 @@ def test_a_run_is_identified_by_the_config_it_trains(tmp_path):
 
 def test_an_overlay_replaces_whole_sections_and_keeps_the_rest():
     plain = _config_with_overlay(Variant(name="default", config=str(ROOT / "configs/default.cfg")))
-    variant = Variant(name="wordpiece", config=str(ROOT / "configs/default.cfg"), overlay=str(ROOT / "configs/overlays/wordpiece_input.cfg"))
+    variant = Variant(
+        name="wordpiece",
+        config=str(ROOT / "configs/default.cfg"),
+        overlay=str(ROOT / "configs/overlays/wordpiece_input.cfg"),
+    )
     config = _config_with_overlay(variant)
     tok2vec = config["components"]["bert_crf_ner"]["model"]["tok2vec"]
     assert tok2vec["@architectures"] == "spacy-transformers.Tok2VecTransformer.v3"
@@ -143,7 +154,10 @@ def experiment_summary(name: str, variants: dict, runs_dir) -> dict:
 def test_metrics_table_rows(tmp_path):
     summary = experiment_summary("compare-heads", {"crf": ("a", 0.6), "softmax": ("b", 0.4)}, tmp_path)
     table = metrics_table(summary).splitlines()
-    assert table[0] == "| variant | test P | test R | test F | LOC F | PER F | token acc. | best dev F (step) | train time |"
+    assert (
+        table[0]
+        == "| variant | test P | test R | test F | LOC F | PER F | token acc. | best dev F (step) | train time |"
+    )
     assert table[2] == "| crf | 61.00 | 59.00 | 60.00 | 60.00 | 60.00 | 90.00 | 50.00 (3) | 0.5 min |"
     assert table[3].startswith("| softmax | 41.00 | 39.00 | 40.00 |")
 
@@ -167,7 +181,9 @@ def report_inputs(tmp_path):
         ("compare-heads", {"crf": ("base", 0.6), "softmax": ("softmax", 0.4)}),
         ("compare-crf-lr", {"crf_lr_x1": ("x1", 0.5), "crf_lr_x10": ("base", 0.6)}),
     ]:
-        (experiments / f"{name}.json").write_text(json.dumps(experiment_summary(name, variants, runs)), encoding="utf-8")
+        (experiments / f"{name}.json").write_text(
+            json.dumps(experiment_summary(name, variants, runs)), encoding="utf-8"
+        )
         shutil.copyfile(ROOT / "docs" / "BENCHMARKS.md", experiments / f"{name}.png")
     run_scores = tmp_path / "metrics" / "run.json"
     run_scores.write_text(json.dumps({**scores(0.6), "data": "corpus/test.spacy"}), encoding="utf-8")
@@ -210,7 +226,10 @@ def test_report_is_rendered_from_the_json(report_inputs):
     assert "crf_lr_x10: the identical run of an experiment above" in text
     assert "The experiment steps above, 2 of 5 run, took 3.0 min of wall time together." in text
     assert "### `compare-layers`\n\nNot run" in text and "### `compare-init`\n\nNot run" in text
-    assert "(81,920 characters): 40 steps in 2 run(s), 163,840 tokens (2.00 epochs) in 2.8 min on cpu; MLM loss 9.50 at step 10 → 7.40 at step 40" in text
+    assert (
+        "(81,920 characters): 40 steps in 2 run(s), 163,840 tokens (2.00 epochs) in 2.8 min on cpu; MLM loss 9.50 at step 10 → 7.40 at step 40"
+        in text
+    )
     assert "![CRF transitions](figures/crf_transitions.png)" in text
     # The experiments' figures are copied next to the others, so that docs/ stands alone.
     assert "![Title of compare-heads](figures/experiments/compare-heads.png)" in text

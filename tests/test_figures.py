@@ -1,4 +1,5 @@
 """The report's figures: each PNG is drawn, and the data it returns is the data it was given."""
+
 import gzip
 import json
 import subprocess
@@ -13,7 +14,9 @@ from spacy.language import Language
 from spacy.tokens import DocBin
 from spacy.training import Example
 
+from conftest import ASSETS, ROOT, tagger_config
 from spacy_bert_crf.architectures import head_module
+from spacy_bert_crf.formats import read_two_file
 from spacy_bert_crf.lab.figures import (
     END,
     START,
@@ -26,8 +29,6 @@ from spacy_bert_crf.lab.figures import (
     transition_heatmap,
     write_report_figures,
 )
-from spacy_bert_crf.formats import read_two_file
-from conftest import ASSETS, ROOT, tagger_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Lines of the pd2014 test files in each split of the small corpus.

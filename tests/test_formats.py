@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from spacy.tokens import DocBin
 
+from conftest import ASSETS
 from spacy_bert_crf.formats import (
     CONLL_LAYOUT,
     REPAIR_KINDS,
@@ -23,7 +24,6 @@ from spacy_bert_crf.formats import (
     write_two_file,
 )
 from spacy_bert_crf.schemes import SCHEMES
-from conftest import ASSETS
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +319,10 @@ def test_format_flag_overrides_the_guess(tmp_path, vocab):
 # JSON: CLUENER and spaCy's JSONL
 
 CLUENER = [
-    {"text": "浙商银行企业信贷部叶老桂博士", "label": {"name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}}},
+    {
+        "text": "浙商银行企业信贷部叶老桂博士",
+        "label": {"name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}},
+    },
     {"text": "那不勒斯vs锡耶纳", "label": {"organization": {"那不勒斯": [[0, 3]], "锡耶纳": [[6, 8]]}}},
     {"text": "没有实体", "label": {}},
 ]
@@ -352,10 +355,12 @@ def test_reads_cluener(tmp_path, vocab, dump):
     [
         {"entities": [[0, 4, "company"], [9, 12, "name"]]},
         {"entities": [{"start": 9, "end": 12, "label": "name"}, {"start": 0, "end": 4, "label": "company"}]},
-        {"spans": [
-            {"start": 0, "end": 4, "label": "company", "token_start": 0, "token_end": 3},
-            {"start": 9, "end": 12, "label": "name"},
-        ]},
+        {
+            "spans": [
+                {"start": 0, "end": 4, "label": "company", "token_start": 0, "token_end": 3},
+                {"start": 9, "end": 12, "label": "name"},
+            ]
+        },
     ],
 )
 def test_reads_spacy_jsonl(tmp_path, vocab, entities):
@@ -391,12 +396,21 @@ def test_any_text_is_tokenised_as_the_pipeline_does(nlp, text):
 def test_span_repairs_are_counted_and_the_longest_span_kept(tmp_path, vocab):
     objects = [
         # CLUENER's train set: two companies inside a book title.
-        {"text": "《招商银行：投资永隆银行》", "label": {
-            "book": {"《招商银行：投资永隆银行》": [[0, 12]]}, "company": {"招商银行": [[1, 4]], "永隆银行": [[8, 11]]},
-        }},
-        {"text": "南京市长江大桥", "label": {
-            "address": {"南京市": [[0, 2]]}, "position": {"市长": [[2, 3]]}, "scene": {"长江大桥": [[3, 6]]},
-        }},
+        {
+            "text": "《招商银行：投资永隆银行》",
+            "label": {
+                "book": {"《招商银行：投资永隆银行》": [[0, 12]]},
+                "company": {"招商银行": [[1, 4]], "永隆银行": [[8, 11]]},
+            },
+        },
+        {
+            "text": "南京市长江大桥",
+            "label": {
+                "address": {"南京市": [[0, 2]]},
+                "position": {"市长": [[2, 3]]},
+                "scene": {"长江大桥": [[3, 6]]},
+            },
+        },
         # Equally long overlapping spans: the first is kept.
         {"text": "市长江", "label": {"position": {"市长": [[0, 1]]}, "scene": {"长江": [[1, 2]]}}},
         {"text": "叶老桂博士", "label": {"name": {"叶老": [[0, 2]]}}},
@@ -439,43 +453,109 @@ def test_spans_on_spaces_that_are_no_tokens_are_trimmed(tmp_path, vocab):
         ("a.conll", "我 O\n爱 X-LOC\n", {}, r"a\.conll:2: invalid tag 'X-LOC': expected 'O' or B-X/I-X/M-X/E-X/S-X"),
         ("a.conll", "北 B-LOC\n京 M-LOC\n\n市 I-LOC\n", {}, r"a\.conll:4: tag 'I-LOC' is not in the BMES scheme"),
         # Scheme violations under strict
-        ("a.conll", "我 O\n北 I-LOC\n", {"strict": True, "scheme": "bio"},
-         r"a\.conll:2: I-LOC continues no LOC entity: expected B-LOC before it"),
-        ("a.conll", "北 M-LOC\n京 E-LOC\n", {"strict": True}, r"a\.conll:1: M-LOC continues no LOC entity: expected B-LOC"),
+        (
+            "a.conll",
+            "我 O\n北 I-LOC\n",
+            {"strict": True, "scheme": "bio"},
+            r"a\.conll:2: I-LOC continues no LOC entity: expected B-LOC before it",
+        ),
+        (
+            "a.conll",
+            "北 M-LOC\n京 E-LOC\n",
+            {"strict": True},
+            r"a\.conll:1: M-LOC continues no LOC entity: expected B-LOC",
+        ),
         ("a.conll", "北 O\n京 E_LOC\n", {"strict": True}, r"a\.conll:2: E_LOC closes no LOC entity: expected B_LOC"),
-        ("a.conll", "北 B-LOC\n京 M-LOC\n\n", {"strict": True}, r"a\.conll:2: the LOC entity is not closed: expected E-LOC"),
+        (
+            "a.conll",
+            "北 B-LOC\n京 M-LOC\n\n",
+            {"strict": True},
+            r"a\.conll:2: the LOC entity is not closed: expected E-LOC",
+        ),
         ("a.conll", "北 B-LOC\n", {"strict": True, "scheme": "iob1"}, r"a\.conll:1: B-LOC follows no LOC entity"),
         # JSON syntax, in one-a-line, pretty-printed and array files
         ("a.json", '{"text": "a"}\n{"text": "b",}\n', {}, r"a\.json:2: invalid JSON: Expecting property name"),
-        ("a.json", '{\n  "text": "ab",\n  "label": {}\n}\n{\n  "text": "cd"\n  "label": {}\n}\n', {},
-         r"a\.json:7: invalid JSON: Expecting ',' delimiter \(column 3\)"),
+        (
+            "a.json",
+            '{\n  "text": "ab",\n  "label": {}\n}\n{\n  "text": "cd"\n  "label": {}\n}\n',
+            {},
+            r"a\.json:7: invalid JSON: Expecting ',' delimiter \(column 3\)",
+        ),
         ("a.json", '[\n{"text": "a"}\n{"text": "b"}\n]\n', {}, r"a\.json:3: invalid JSON: expected ',' or ']'"),
         ("a.json", '[{"text": "a"},\n', {}, r"a\.json:1: invalid JSON: expected ']' to close the array"),
         ("a.json", '[{"text": "a"}]\n{"text": "b"}\n', {}, r"a\.json:2: invalid JSON: data after the array"),
-        ("a.json", '{"text": "a"}\n\n"b"\n', {}, r"a\.json:3: expected a JSON object with a \"text\" string, found \"b\""),
-        ("a.json", '{"txt": "a"}\n', {"format": "cluener"}, r"a\.json:1: expected a JSON object with a \"text\" string"),
+        (
+            "a.json",
+            '{"text": "a"}\n\n"b"\n',
+            {},
+            r"a\.json:3: expected a JSON object with a \"text\" string, found \"b\"",
+        ),
+        (
+            "a.json",
+            '{"txt": "a"}\n',
+            {"format": "cluener"},
+            r"a\.json:1: expected a JSON object with a \"text\" string",
+        ),
         # JSON content
-        ("a.json", '{"text": "ab",\n "label": {"name": {"abc": [[0, 2]]}}}', {},
-         r"a\.json:1: offsets \[0, 2\] of the name mention 'abc' are out of range: expected 0 <= start <= end < 2"),
-        ("a.json", '{"text": "ab", "label": {"name": {"b": [[1, 0]]}}}', {}, r"a\.json:1: offsets \[1, 0\] .* out of range"),
-        ("a.json", '{"text": "ab", "label": {"name": {"a": [[0]]}}}', {}, r"a\.json:1: expected \[start, end\] offsets"),
+        (
+            "a.json",
+            '{"text": "ab",\n "label": {"name": {"abc": [[0, 2]]}}}',
+            {},
+            r"a\.json:1: offsets \[0, 2\] of the name mention 'abc' are out of range: expected 0 <= start <= end < 2",
+        ),
+        (
+            "a.json",
+            '{"text": "ab", "label": {"name": {"b": [[1, 0]]}}}',
+            {},
+            r"a\.json:1: offsets \[1, 0\] .* out of range",
+        ),
+        (
+            "a.json",
+            '{"text": "ab", "label": {"name": {"a": [[0]]}}}',
+            {},
+            r"a\.json:1: expected \[start, end\] offsets",
+        ),
         ("a.json", '{"text": "ab", "label": {"name": {"a": 0}}}', {}, r"a\.json:1: expected \[start, end\] offsets"),
         ("a.json", '{"text": "ab", "label": ["name"]}', {}, r'a\.json:1: expected "label" as \{type: \{mention'),
-        ("a.jsonl", '{"text": "ab", "entities": [[0, 3, "X"]]}', {},
-         r"a\.jsonl:1: X span \[0, 3\) is out of range: expected 0 <= start < end <= 2"),
+        (
+            "a.jsonl",
+            '{"text": "ab", "entities": [[0, 3, "X"]]}',
+            {},
+            r"a\.jsonl:1: X span \[0, 3\) is out of range: expected 0 <= start < end <= 2",
+        ),
         ("a.jsonl", '{"text": "ab", "entities": [[1, 1, "X"]]}', {}, r"a\.jsonl:1: X span \[1, 1\) is out of range"),
-        ("a.jsonl", '{"text": "ab", "spans": [{"start": 0, "end": 1}]}', {},
-         r'a\.jsonl:1: expected "spans" items as \[start, end, label\]'),
+        (
+            "a.jsonl",
+            '{"text": "ab", "spans": [{"start": 0, "end": 1}]}',
+            {},
+            r'a\.jsonl:1: expected "spans" items as \[start, end, label\]',
+        ),
         ("a.jsonl", '{"text": "ab", "entities": [[0, 1.0, "X"]]}', {}, r'a\.jsonl:1: expected "entities" items'),
-        ("a.jsonl", '{"text": "ab", "entities": [], "spans": []}', {}, r'a\.jsonl:1: expected "entities" or "spans", not both'),
+        (
+            "a.jsonl",
+            '{"text": "ab", "entities": [], "spans": []}',
+            {},
+            r'a\.jsonl:1: expected "entities" or "spans", not both',
+        ),
         # Repairs refused under strict
-        ("a.json", '{"text": "ab"}\n{"text": "abc", "label": {"x": {"ab": [[0, 1]]}, "y": {"bc": [[1, 2]]}}}',
-         {"strict": True},
-         r"a\.json:2: the y span at characters 1-2 overlaps the x span at 0-1: expected entities that do not overlap"),
-        ("a.json", '{"text": "ab", "label": {"x": {"b": [[0, 0]]}}}', {"strict": True},
-         r"a\.json:1: the x mention 'b' at \[0, 0\] is not the text there, 'a'"),
-        ("a.jsonl", '{"text": "a b", "entities": [[0, 2, "X"]]}', {"strict": True},
-         r"a\.jsonl:1: the X span at characters 0-1 begins or ends on a space"),
+        (
+            "a.json",
+            '{"text": "ab"}\n{"text": "abc", "label": {"x": {"ab": [[0, 1]]}, "y": {"bc": [[1, 2]]}}}',
+            {"strict": True},
+            r"a\.json:2: the y span at characters 1-2 overlaps the x span at 0-1: expected entities that do not overlap",
+        ),
+        (
+            "a.json",
+            '{"text": "ab", "label": {"x": {"b": [[0, 0]]}}}',
+            {"strict": True},
+            r"a\.json:1: the x mention 'b' at \[0, 0\] is not the text there, 'a'",
+        ),
+        (
+            "a.jsonl",
+            '{"text": "a b", "entities": [[0, 2, "X"]]}',
+            {"strict": True},
+            r"a\.jsonl:1: the X span at characters 0-1 begins or ends on a space",
+        ),
     ],
 )
 def test_malformed_input_names_file_and_line(tmp_path, vocab, name, text, options, message):

@@ -1,11 +1,23 @@
 """Command-line config overrides, read as `spacy train` reads them."""
+
 import pytest
 
 from spacy_bert_crf.lab.overrides import parse_overrides
 
 
 def test_values_are_json_where_they_parse_and_strings_otherwise():
-    args = ["--training.max_steps", "300", "--paths.train=x.spacy", "--paths.vectors", "null", "--a.flag", "--b.list", "[1, 2]", "--c.name", "abc"]
+    args = [
+        "--training.max_steps",
+        "300",
+        "--paths.train=x.spacy",
+        "--paths.vectors",
+        "null",
+        "--a.flag",
+        "--b.list",
+        "[1, 2]",
+        "--c.name",
+        "abc",
+    ]
     assert parse_overrides(args) == {
         "training.max_steps": 300,
         "paths.train": "x.spacy",

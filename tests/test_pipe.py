@@ -1,4 +1,5 @@
 """The bert_crf_ner pipe, in the spirit of spaCy's tests/pipeline/test_tagger.py."""
+
 import re
 import subprocess
 import sys
@@ -10,11 +11,11 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.training.iob_utils import biluo_tags_to_spans, iob_to_biluo
 
+from conftest import tagger_config
 from spacy_bert_crf.architectures import head_module
 from spacy_bert_crf.formats import make_doc
 from spacy_bert_crf.pipe import length_sorted_splits
 from spacy_bert_crf.schemes import is_valid_bio
-from conftest import tagger_config
 
 HEADS = {
     "crf": ("spacy_bert_crf.CRFTagger.v1", {"crf_learn_rate_scale": 10.0}),
@@ -117,7 +118,9 @@ def test_settings_come_from_the_config_at_load_time(overfitted, tmp_path):
     _, nlp, examples, _ = overfitted
     nlp.to_disk(tmp_path / "nlp")
     text = examples[0].reference.text
-    plain = spacy.load(tmp_path / "nlp", config={"components": {"bert_crf_ner": {"spans_key": None, "encoder_sub_batches": 1}}})
+    plain = spacy.load(
+        tmp_path / "nlp", config={"components": {"bert_crf_ner": {"spans_key": None, "encoder_sub_batches": 1}}}
+    )
     assert plain.get_pipe("bert_crf_ner").cfg["encoder_sub_batches"] == 1
     doc = plain(text)
     assert "ents" not in doc.spans and ents(doc) == ents(nlp(text))
@@ -219,7 +222,9 @@ def test_scores_include_per_type_and_tag_accuracy(overfitted):
     assert set(scores["ents_per_type"]) == {ent.label_ for eg in examples for ent in eg.reference.ents}
     calibration = scores["ents_calibration"]
     assert calibration["entities"] == sum(len(eg.reference.ents) for eg in examples)
-    assert sum(row["precision"] * row["entities"] for row in calibration["bins"]) == pytest.approx(calibration["entities"])
+    assert sum(row["precision"] * row["entities"] for row in calibration["bins"]) == pytest.approx(
+        calibration["entities"]
+    )
 
 
 @pytest.mark.parametrize("scale", [1.0, 10.0, 100.0])

@@ -1,4 +1,5 @@
 """Masked-LM pretraining: the character stream, the windows, the masks, the loss, resuming, and the run end to end."""
+
 import gzip
 import json
 from itertools import islice
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 from transformers import AutoModel, BertForMaskedLM
 
+from conftest import ASSETS, run_script
 from spacy_bert_crf.char_encoder import CharBert, encoder_vocab
 from spacy_bert_crf.lab.pretraining import (
     CHECKPOINT,
@@ -27,7 +29,6 @@ from spacy_bert_crf.lab.pretraining import (
     pretraining_speed,
 )
 from spacy_bert_crf.training_log import read_training_log
-from conftest import ASSETS, run_script
 
 # A budget small enough for a test: 6 steps of 4 windows of 32 tokens.
 TINY_RUN = dict(max_steps=6, batch_size=4, sequence_length=32, log_every=2, warmup_steps=2)
@@ -84,7 +85,9 @@ def test_the_corpus_cache_is_used_until_a_file_changes(vocab, tmp_path, monkeypa
     text.write_text("中国人民\n", encoding="utf-8")
     first = cached_corpus([text], vocab, tmp_path)
     calls = []
-    monkeypatch.setattr("spacy_bert_crf.lab.pretraining.encode_texts", lambda *args: calls.append(args) or numpy.zeros(1, "uint16"))
+    monkeypatch.setattr(
+        "spacy_bert_crf.lab.pretraining.encode_texts", lambda *args: calls.append(args) or numpy.zeros(1, "uint16")
+    )
     assert cached_corpus([text], vocab, tmp_path).tolist() == first.tolist() and calls == []
     text.write_text("中国人民银行\n", encoding="utf-8")
     cached_corpus([text], vocab, tmp_path)
@@ -92,7 +95,12 @@ def test_the_corpus_cache_is_used_until_a_file_changes(vocab, tmp_path, monkeypa
 
 
 @settings(deadline=None, max_examples=30)
-@given(st.integers(min_value=4, max_value=60), st.integers(min_value=0, max_value=200), st.integers(min_value=1, max_value=9), st.integers(0, 5))
+@given(
+    st.integers(min_value=4, max_value=60),
+    st.integers(min_value=0, max_value=200),
+    st.integers(min_value=1, max_value=9),
+    st.integers(0, 5),
+)
 def test_window_stream_reads_every_window_once_an_epoch_from_any_start(vocab, length, start, size, seed):
     corpus = numpy.arange(1000, 1000 + length * 6 + 3, dtype="uint16")
     stream = WindowStream(corpus, vocab, sequence_length=8, seed=seed)
@@ -184,7 +192,14 @@ def test_settings_need_a_budget_and_spend_whichever_ends_first():
 
 def test_pretraining_writes_a_loadable_encoder_and_its_log(pretrained, tiny_encoder, sample_text):
     output, summary = pretrained
-    for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "pretraining.json", CHECKPOINT):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "pretraining.json",
+        CHECKPOINT,
+    ):
         assert (output / name).is_file(), name
     assert json.loads((output / "pretraining.json").read_text(encoding="utf-8")) == summary
     assert summary["steps"] == 6 and summary["tokens"] == 6 * 4 * 32
@@ -201,7 +216,9 @@ def test_pretraining_writes_a_loadable_encoder_and_its_log(pretrained, tiny_enco
     assert after.config.hidden_size == 64 and after.config.num_hidden_layers == 2
     # The encoder's dropout is kept for fine-tuning, though pretraining ran without.
     assert after.config.hidden_dropout_prob == before.config.hidden_dropout_prob == 0.1
-    changed = [name for name, tensor in after.state_dict().items() if not torch.equal(tensor, before.state_dict()[name])]
+    changed = [
+        name for name, tensor in after.state_dict().items() if not torch.equal(tensor, before.state_dict()[name])
+    ]
     assert "encoder.layer.0.attention.self.query.weight" in changed
     assert "embeddings.word_embeddings.weight" in changed
     # The pipe's encoder layer reads it, with the same vocabulary.
@@ -211,8 +228,12 @@ def test_pretraining_writes_a_loadable_encoder_and_its_log(pretrained, tiny_enco
 def test_a_run_split_in_two_equals_one_uninterrupted_run(pretrained, tiny_encoder, sample_text, tmp_path):
     whole, whole_summary = pretrained
     split = tmp_path / "split"
-    first = pretrain_encoder(str(tiny_encoder), [sample_text], split, PretrainingSettings(**{**TINY_RUN, "max_steps": 4}))
-    second = pretrain_encoder(str(tiny_encoder), [sample_text], split, PretrainingSettings(**{**TINY_RUN, "max_steps": 2}))
+    first = pretrain_encoder(
+        str(tiny_encoder), [sample_text], split, PretrainingSettings(**{**TINY_RUN, "max_steps": 4})
+    )
+    second = pretrain_encoder(
+        str(tiny_encoder), [sample_text], split, PretrainingSettings(**{**TINY_RUN, "max_steps": 2})
+    )
     assert first["steps"] == 4 and second["steps"] == 6 and second["tokens"] == whole_summary["tokens"]
     assert [(run["first_step"], run["steps"]) for run in second["runs"]] == [(1, 4), (5, 2)]
     assert second["seconds"] > first["seconds"]
@@ -220,7 +241,10 @@ def test_a_run_split_in_two_equals_one_uninterrupted_run(pretrained, tiny_encode
     assert ours.keys() == theirs.keys()
     for name in ours:
         assert torch.allclose(ours[name], theirs[name], atol=1e-6), name
-    losses = lambda path: [record["loss"] for record in read_training_log(path / "pretraining_log.jsonl", required=("loss",))]
+
+    def losses(path):
+        return [record["loss"] for record in read_training_log(path / "pretraining_log.jsonl", required=("loss",))]
+
     assert losses(split) == pytest.approx(losses(whole), abs=1e-5)
 
 
@@ -230,10 +254,14 @@ def test_resuming_refuses_other_settings_or_another_encoder(pretrained, tiny_big
     copy.mkdir()
     (copy / CHECKPOINT).write_bytes((output / CHECKPOINT).read_bytes())
     with pytest.raises(ValueError, match=r"other settings \(batch_size 4 → 8\).*--restart"):
-        pretrain_encoder(str(pretrained[1]["encoder"]), [sample_text], copy, PretrainingSettings(**{**TINY_RUN, "batch_size": 8}))
+        pretrain_encoder(
+            str(pretrained[1]["encoder"]), [sample_text], copy, PretrainingSettings(**{**TINY_RUN, "batch_size": 8})
+        )
     with pytest.raises(ValueError, match="continues the pretraining of .*tiny.*--restart"):
         pretrain_encoder(str(tiny_bigram_encoder), [sample_text], copy, PretrainingSettings(**TINY_RUN))
-    fresh = pretrain_encoder(str(tiny_bigram_encoder), [sample_text], copy, PretrainingSettings(**{**TINY_RUN, "max_steps": 1}), restart=True)
+    fresh = pretrain_encoder(
+        str(tiny_bigram_encoder), [sample_text], copy, PretrainingSettings(**{**TINY_RUN, "max_steps": 1}), restart=True
+    )
     assert fresh["steps"] == 1 and len(fresh["runs"]) == 1
 
 
@@ -248,7 +276,9 @@ def test_the_exported_encoder_is_half_precision_and_loads_in_the_pipe(pretrained
     output, _ = pretrained
     exported = export_encoder(output, tmp_path / "exported", half=True)
     assert not (exported / CHECKPOINT).exists() and not (exported / "corpus.npy").exists()
-    assert (exported / "pretraining.json").read_text(encoding="utf-8") == (output / "pretraining.json").read_text(encoding="utf-8")
+    assert (exported / "pretraining.json").read_text(encoding="utf-8") == (output / "pretraining.json").read_text(
+        encoding="utf-8"
+    )
     weights = load_file(exported / "model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.float16}
     full = load_file(output / "model.safetensors")
@@ -276,7 +306,18 @@ def test_speed_is_measured_for_both_losses(tiny_encoder, sample_text):
 def test_the_speed_benchmark_prints_and_writes_both_losses(tiny_encoder, sample_text, tmp_path):
     output = tmp_path / "speed.json"
     result = run_script(
-        "benchmark_pretraining.py", tiny_encoder, "--text", sample_text, "--steps", 1, "--batch-size", 2, "--sequence-length", 32, "--output", output
+        "benchmark_pretraining.py",
+        tiny_encoder,
+        "--text",
+        sample_text,
+        "--steps",
+        1,
+        "--batch-size",
+        2,
+        "--sequence-length",
+        32,
+        "--output",
+        output,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(output.read_text(encoding="utf-8"))["encoders"][str(tiny_encoder)]
@@ -303,7 +344,9 @@ def test_cli_takes_config_overrides_after_the_text_files(tiny_encoder, sample_te
 
 def test_cli_names_a_missing_text_file(tiny_encoder, sample_text, tmp_path):
     missing = tmp_path / "no_such_text.txt"
-    result = run_script("pretrain_encoder.py", tiny_encoder, tmp_path / "out", sample_text, missing, "--pretraining.max_steps", 1)
+    result = run_script(
+        "pretrain_encoder.py", tiny_encoder, tmp_path / "out", sample_text, missing, "--pretraining.max_steps", 1
+    )
     assert result.returncode != 0
     # wasabi wraps long lines: compare with the whitespace collapsed.
     assert f"No such text file: {missing}" in " ".join((result.stdout + result.stderr).split())

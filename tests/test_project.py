@@ -2,6 +2,7 @@
 
 Slow (minutes): marked `slow`; the README's test command and CI run it.
 """
+
 import gzip
 import json
 import os
@@ -12,14 +13,24 @@ from pathlib import Path
 
 import pytest
 import spacy
-from spacy.util import load_config
 from spacy.tokens import DocBin
+from spacy.util import load_config
 
 from conftest import ASSETS, ROOT
 
 pytestmark = pytest.mark.slow
 
-PROJECT_FILES = ["project.yml", "configs", "scripts", "assets", "components", "setup.cfg", "pyproject.toml", "README.md", "docs"]
+PROJECT_FILES = [
+    "project.yml",
+    "configs",
+    "scripts",
+    "assets",
+    "components",
+    "setup.cfg",
+    "pyproject.toml",
+    "README.md",
+    "docs",
+]
 TINY_VARS = {
     "encoder_layers": 1,
     "encoder_hidden": 64,
@@ -70,7 +81,9 @@ def project(tmp_path_factory) -> Path:
     tiny.mkdir()
     for split, source, n in [("train", "pd1998/train", 40), ("dev", "pd1998/dev", 20)]:
         for suffix in (".txt", "_TAG.txt"):
-            (tiny / f"{split}{suffix}").write_text("".join(head_lines(ASSETS / f"{source}{suffix}.gz", n)), encoding="utf-8")
+            (tiny / f"{split}{suffix}").write_text(
+                "".join(head_lines(ASSETS / f"{source}{suffix}.gz", n)), encoding="utf-8"
+            )
     # The test split stays gzip-compressed, with an empty line in it, as users' files may be.
     for suffix in (".txt", "_TAG.txt"):
         lines = head_lines(ASSETS / f"pd2014/test{suffix}.gz", 20)
@@ -125,7 +138,9 @@ def tiny_corpora(project) -> Path:
         directory.mkdir(parents=True)
     write_gz(resume / "train.char.bmes.gz", first_sentences(ASSETS / "resume/train.char.bmes.gz", 30))
     for split in ("dev", "test"):
-        (resume / f"{split}.char.bmes").write_text(first_sentences(ASSETS / f"resume/{split}.char.bmes", 10), encoding="utf-8")
+        (resume / f"{split}.char.bmes").write_text(
+            first_sentences(ASSETS / f"resume/{split}.char.bmes", 10), encoding="utf-8"
+        )
     write_gz(weibo / "weiboNER_2nd_conll.train.gz", first_sentences(ASSETS / "weibo/weiboNER_2nd_conll.train.gz", 30))
     for split in ("dev", "test"):
         text = first_sentences(ASSETS / f"weibo/weiboNER_2nd_conll.{split}", 10)
@@ -134,7 +149,11 @@ def tiny_corpora(project) -> Path:
     write_gz(cluener / "train.json.gz", "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in train))
     dev = first_json_objects(ASSETS / "cluener2020/dev.json.gz", 10)
     write_gz(cluener / "dev.json.gz", "".join(json.dumps(obj, ensure_ascii=False, indent=4) + "\n" for obj in dev))
-    run_project(project, "compare-corpora", {**TINY_VARS, **EXPERIMENT_VARS, "corpora_dir": "assets/tiny_corpora", "corpus_steps": 6})
+    run_project(
+        project,
+        "compare-corpora",
+        {**TINY_VARS, **EXPERIMENT_VARS, "corpora_dir": "assets/tiny_corpora", "corpus_steps": 6},
+    )
     return project
 
 
@@ -195,8 +214,13 @@ def test_packaged_pipeline_loads_in_a_fresh_venv_offline(project, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     python = venv / "bin" / "python"
-    wheels = [*(project / "packages").glob("spacy_bert_crf-*.whl"), *(project / "packages").glob("zh_bert_crf_ner-*/dist/*.whl")]
-    torch_pin = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch=="))
+    wheels = [
+        *(project / "packages").glob("spacy_bert_crf-*.whl"),
+        *(project / "packages").glob("zh_bert_crf_ner-*/dist/*.whl"),
+    ]
+    torch_pin = next(
+        line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch==")
+    )
     install = subprocess.run(
         [python, "-m", "pip", "install", "-q", torch_pin, *map(str, wheels)], capture_output=True, text=True
     )
@@ -204,9 +228,15 @@ def test_packaged_pipeline_loads_in_a_fresh_venv_offline(project, tmp_path):
     # The model needs the runtime only: the lab's dependencies are an extra, and none is installed.
     requires = subprocess.run(
         [python, "-c", "import importlib.metadata as m, json; print(json.dumps(m.requires('spacy-bert-crf')))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    lab_only = [item for item in json.loads(requires.stdout) if item.split()[0].split(">")[0] in ("matplotlib", "typer", "tqdm", "gensim")]
+    lab_only = [
+        item
+        for item in json.loads(requires.stdout)
+        if item.split()[0].split(">")[0] in ("matplotlib", "typer", "tqdm", "gensim")
+    ]
     assert lab_only and all('extra == "lab"' in item for item in lab_only), lab_only
     assert subprocess.run([python, "-c", "import matplotlib"], capture_output=True).returncode != 0
     texts = [line.replace(" ", "").strip() for line in head_lines(ASSETS / "pd2014/test.txt.gz", 20)]
@@ -244,16 +274,29 @@ def test_experiments_train_every_variant_once(experiments):
         "compare-crf-lr": ["crf_lr_x1", "crf_lr_x10", "crf_lr_x100"],
         "compare-inputs": ["default", "wordpiece_input", "no_bigrams", "no_char_vectors"],
     }
-    runs = {name: {result["variant"]: result["run"] for result in summary["variants"]} for name, summary in summaries.items()}
+    runs = {
+        name: {result["variant"]: result["run"] for result in summary["variants"]}
+        for name, summary in summaries.items()
+    }
     # The default has one layer and vector-initialised embeddings: the CRF baseline, 1 layer,
     # vectors only, CRF lr x100 and the inputs' default are one run, as are the two random inits.
     baseline = runs["compare-heads"]["crf"]
-    shared = [runs["compare-layers"]["1_layer"], runs["compare-init"]["vectors_only"], runs["compare-crf-lr"]["crf_lr_x100"], runs["compare-inputs"]["default"]]
+    shared = [
+        runs["compare-layers"]["1_layer"],
+        runs["compare-init"]["vectors_only"],
+        runs["compare-crf-lr"]["crf_lr_x100"],
+        runs["compare-inputs"]["default"],
+    ]
     assert shared == [baseline] * 4
     assert runs["compare-inputs"]["no_char_vectors"] == runs["compare-init"]["random"] != baseline
     assert len({run for experiment in runs.values() for run in experiment.values()}) == 11
-    assert "Tok2VecTransformer" in (Path(experiments / runs["compare-inputs"]["wordpiece_input"]) / "config.cfg").read_text(encoding="utf-8")
-    trained = {name: load_config(Path(experiments / run) / "model-best" / "config.cfg") for name, run in runs["compare-inputs"].items()}
+    assert "Tok2VecTransformer" in (
+        Path(experiments / runs["compare-inputs"]["wordpiece_input"]) / "config.cfg"
+    ).read_text(encoding="utf-8")
+    trained = {
+        name: load_config(Path(experiments / run) / "model-best" / "config.cfg")
+        for name, run in runs["compare-inputs"].items()
+    }
     assert trained["no_bigrams"]["paths"]["bigram_vectors"] is None
     assert trained["default"]["paths"]["bigram_vectors"] is not None
     for summary in summaries.values():
@@ -296,5 +339,8 @@ def test_report_holds_the_measured_numbers(experiments):
             assert f"| {result['variant']} | {100 * result['test']['ents_p']:.2f} |" in report
     scores = read_json(experiments / "metrics/report_run.json")
     assert f"{scores['ents_calibration']['entities']} predicted entities; expected calibration error" in report
-    assert f"| all entities | {100 * scores['ents_p']:.2f} | {100 * scores['ents_r']:.2f} | {100 * scores['ents_f']:.2f} |" in report
+    assert (
+        f"| all entities | {100 * scores['ents_p']:.2f} | {100 * scores['ents_r']:.2f} | {100 * scores['ents_f']:.2f} |"
+        in report
+    )
     assert (experiments / "docs/figures/predictions.html").read_text(encoding="utf-8").count('class="entity"') > 0

@@ -1,4 +1,5 @@
 """CI must run what the README tells a newcomer to run."""
+
 from conftest import ROOT
 
 

@@ -16,6 +16,7 @@ What must hold is what the pipe promises, nothing more: every token has
 its own input id, whitespace and control characters included, and an entity
 may contain them but never start or end on one.
 """
+
 import json
 import string
 from typing import List, NamedTuple, Sequence, Tuple
@@ -31,9 +32,9 @@ from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import fix_random_seed
 from thinc.api import Adam
 
+from conftest import run_script, tagger_config
 from spacy_bert_crf.char_inputs import is_blank
 from spacy_bert_crf.schemes import is_valid_bio
-from conftest import run_script, tagger_config
 
 TRAINING_SENTENCES = 4
 TRAINING_STEPS = 20
@@ -65,8 +66,7 @@ def packaged(tiny_bigram_encoder, tiny_vectors, pd2014_docs, tmp_path_factory) -
     nlp = spacy.blank("zh")
     nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_bigram_encoder, bigram_vectors=tiny_vectors / "bigrams.npz"))
     examples = [
-        Example.from_dict(nlp.make_doc(doc.text), {"entities": ents(doc)})
-        for doc in pd2014_docs[:TRAINING_SENTENCES]
+        Example.from_dict(nlp.make_doc(doc.text), {"entities": ents(doc)}) for doc in pd2014_docs[:TRAINING_SENTENCES]
     ]
     nlp.initialize(lambda: examples)
     optimizer = Adam(5e-3)
@@ -90,7 +90,9 @@ def assert_valid_entities(doc: Doc, text: str, labels: Sequence[str]) -> None:
         assert not is_blank(ent[0].text) and not is_blank(ent[-1].text), repr(ent.text)
         previous_end = ent.end_char
     group = doc.spans["ents"]
-    assert [(span.start, span.end, span.label_) for span in group] == [(ent.start, ent.end, ent.label_) for ent in doc.ents]
+    assert [(span.start, span.end, span.label_) for span in group] == [
+        (ent.start, ent.end, ent.label_) for ent in doc.ents
+    ]
     assert len(group.attrs["scores"]) == len(group)
     assert all(0.0 <= score <= 1.0 for score in group.attrs["scores"])
     tags = biluo_to_iob(doc_to_biluo_tags(doc))
@@ -187,7 +189,12 @@ def test_pipe_gives_valid_entities_and_equals_call(packaged, data):
 
 def test_entities_around_line_breaks_and_control_characters_keep_off_them(packaged):
     """The issue's examples: the entities next to line breaks and control characters do not take them in."""
-    for text in ("北京\n\n上海\r\n广州", "北\x00京\x07", "  北京  ", *(sentence + "\n\n" for sentence in packaged.sentences[:20])):
+    for text in (
+        "北京\n\n上海\r\n广州",
+        "北\x00京\x07",
+        "  北京  ",
+        *(sentence + "\n\n" for sentence in packaged.sentences[:20]),
+    ):
         assert_valid_entities(packaged.nlp(text), text, packaged.labels)
 
 
@@ -220,9 +227,7 @@ def test_long_document_has_bounded_memory_and_valid_entities(packaged, tmp_path)
     counts. Anything quadratic in the length fails it by far: one attention
     matrix over the whole Doc alone would take 100,000² floats, 37 GiB.
     """
-    result = run_script(
-        "measure_long_doc.py", packaged.path, "--n-chars", LONG_DOC_CHARS, "--output-dir", tmp_path
-    )
+    result = run_script("measure_long_doc.py", packaged.path, "--n-chars", LONG_DOC_CHARS, "--output-dir", tmp_path)
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout.splitlines()[-1])
     assert measured["n_chars"] == LONG_DOC_CHARS

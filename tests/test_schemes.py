@@ -58,7 +58,10 @@ def test_format_tag_keeps_the_users_notation():
 
 def test_schemes_spell_biluo():
     assert {name: scheme.letters for name, scheme in SCHEMES.items()} == {
-        "bio": "BI", "iob1": "BI", "bioes": "BIES", "bmes": "BMES"
+        "bio": "BI",
+        "iob1": "BI",
+        "bioes": "BIES",
+        "bmes": "BMES",
     }
     assert [name for name, scheme in SCHEMES.items() if scheme.closes] == ["bioes", "bmes"]
     assert SCHEMES["bmes"].describe() == "O, B-X, M-X, E-X or S-X"
@@ -84,15 +87,23 @@ def test_valid_sequences_need_no_repair_and_write_back_the_same(scheme, tags, bi
     "scheme,tags,biluo,repairs",
     [
         # 平 壤 1 月 1 日 → B_LOC I_LOC I_T I_T I_T I_T, from the PD2014 corpus
-        ("bio", "B_LOC I_LOC I_T I_T I_T I_T O I_PER", "B-LOC L-LOC B-T I-T I-T L-T O U-PER",
-         [("stray_inside", "T", 2), ("stray_inside", "PER", 7)]),
+        (
+            "bio",
+            "B_LOC I_LOC I_T I_T I_T I_T O I_PER",
+            "B-LOC L-LOC B-T I-T I-T L-T O U-PER",
+            [("stray_inside", "T", 2), ("stray_inside", "PER", 7)],
+        ),
         ("iob1", "O B-X I-X", "O B-X L-X", [("stray_begin", "X", 1)]),
         ("bioes", "B-X O E-Y", "U-X O U-Y", [("unclosed_entity", "X", 1), ("stray_end", "Y", 2)]),
         ("bioes", "I-X E-X B-Y", "B-X L-X U-Y", [("stray_inside", "X", 0), ("unclosed_entity", "Y", 2)]),
         # Resume NER's train set: an ORG cut by a sentence boundary, each half in its own sentence.
         ("bmes", "B-ORG M-ORG M-ORG", "B-ORG I-ORG L-ORG", [("unclosed_entity", "ORG", 2)]),
-        ("bmes", "M-ORG M-ORG E-ORG B-T", "B-ORG I-ORG L-ORG U-T",
-         [("stray_inside", "ORG", 0), ("unclosed_entity", "T", 3)]),
+        (
+            "bmes",
+            "M-ORG M-ORG E-ORG B-T",
+            "B-ORG I-ORG L-ORG U-T",
+            [("stray_inside", "ORG", 0), ("unclosed_entity", "T", 3)],
+        ),
         ("bmes", "B-X E-Y", "U-X U-Y", [("unclosed_entity", "X", 1), ("stray_end", "Y", 1)]),
     ],
 )
@@ -209,7 +220,5 @@ def test_is_valid_bio_matches_allowed_transitions():
     rng = numpy.random.default_rng(0)
     for _ in range(200):
         ids = rng.integers(0, len(tags), size=5)
-        by_mask = allowed.start[ids[0]] and all(
-            allowed.transitions[i, j] for i, j in zip(ids[:-1], ids[1:])
-        )
+        by_mask = allowed.start[ids[0]] and all(allowed.transitions[i, j] for i, j in zip(ids[:-1], ids[1:]))
         assert is_valid_bio([tags[i] for i in ids]) == by_mask

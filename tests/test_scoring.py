@@ -1,4 +1,5 @@
 """Calibration of the entity probabilities, on hand-made predictions."""
+
 import numpy
 import pytest
 import spacy
@@ -14,7 +15,9 @@ def example(nlp, text, gold, predicted, probabilities):
     reference.ents = [reference.char_span(start, end, label) for start, end, label in gold]
     doc = nlp.make_doc(text)
     doc.ents = [doc.char_span(start, end, label) for start, end, label in predicted]
-    doc.spans["ents"] = SpanGroup(doc, name="ents", spans=list(doc.ents), attrs={"scores": numpy.asarray(probabilities, dtype="float32")})
+    doc.spans["ents"] = SpanGroup(
+        doc, name="ents", spans=list(doc.ents), attrs={"scores": numpy.asarray(probabilities, dtype="float32")}
+    )
     return Example(doc, reference)
 
 

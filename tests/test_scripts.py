@@ -1,4 +1,5 @@
 """The typer CLIs, run as a user runs them (or in-process, for their many error paths)."""
+
 import json
 
 import pytest
@@ -6,15 +7,20 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_bert_crf.formats import read_docs
 from conftest import ASSETS, invoke_script, run_script, tagger_config
+from spacy_bert_crf.formats import read_docs
 
 
 def test_convert_writes_docbin_and_report(tmp_path):
     (tmp_path / "a.txt").write_text("平 壤 1 月 1 日\n\n我 爱 北 京\n", encoding="utf-8")
     (tmp_path / "a_TAG.txt").write_text("B_LOC I_LOC I_T I_T I_T I_T\n\nO O B_LOC I_LOC\n", encoding="utf-8")
     result = run_script(
-        "convert.py", tmp_path / "a.txt", tmp_path / "a_TAG.txt", tmp_path / "out.spacy", "--report", tmp_path / "r.json"
+        "convert.py",
+        tmp_path / "a.txt",
+        tmp_path / "a_TAG.txt",
+        tmp_path / "out.spacy",
+        "--report",
+        tmp_path / "r.json",
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
@@ -52,8 +58,12 @@ JSONL = '{"text": "四川", "entities": [[0, 2, "LOC"]]}\n{"text": "没有标注
     "name,text,options,expected",
     [
         ("a.conll", WEIBO, [], {"format": "conll", "scheme": "bio", "entities": {"GPE.NAM": 1, "ORG.NAM": 1}}),
-        ("a.txt", "北 I-LOC\n京 I-LOC\n\n", ["--format", "conll", "--scheme", "bio"],
-         {"scheme": "bio", "repairs_total": 1}),
+        (
+            "a.txt",
+            "北 I-LOC\n京 I-LOC\n\n",
+            ["--format", "conll", "--scheme", "bio"],
+            {"scheme": "bio", "repairs_total": 1},
+        ),
         ("a.json", CLUENER, [], {"format": "cluener", "entities": {"name": 1}}),
         ("a.jsonl", JSONL, [], {"format": "jsonl", "sentences": 2, "unannotated": 1}),
     ],
@@ -71,9 +81,19 @@ def test_convert_reads_one_file_of_any_format(tmp_path, name, text, options, exp
     "name,text,options,message",
     [
         ("a.conll", "我 O\n爱 O X\n", [], "{tmp_path}/a.conll:2: 3 columns: expected 2"),
-        ("a.conll", "我 O\n北 I-LOC\n", ["--strict", "--scheme", "bio"], "{tmp_path}/a.conll:2: I-LOC continues no LOC entity"),
+        (
+            "a.conll",
+            "我 O\n北 I-LOC\n",
+            ["--strict", "--scheme", "bio"],
+            "{tmp_path}/a.conll:2: I-LOC continues no LOC entity",
+        ),
         ("a.json", '{"text": "a"}\n{"text": "b",}\n', [], "{tmp_path}/a.json:2: invalid JSON"),
-        ("a.jsonl", '{"text": "ab", "entities": [[0, 3, "X"]]}\n', [], "{tmp_path}/a.jsonl:1: X span [0, 3) is out of range"),
+        (
+            "a.jsonl",
+            '{"text": "ab", "entities": [[0, 3, "X"]]}\n',
+            [],
+            "{tmp_path}/a.jsonl:1: X span [0, 3) is out of range",
+        ),
         ("a.txt", "我 爱\n", [], "{tmp_path}/a.txt:1: cannot tell the format"),
         ("a.txt", "我 爱\n", ["--format", "lines"], "[Errno 2] No such file or directory: '{tmp_path}/a_TAG.txt'"),
     ],
@@ -88,7 +108,11 @@ def test_convert_fails_on_one_file_with_file_and_line(tmp_path, name, text, opti
 
 @pytest.mark.parametrize(
     "args",
-    [["a.conll"], ["a.txt", "a_TAG.txt", "b.txt", "out.spacy"], ["a.txt", "a_TAG.txt", "out.spacy", "--format", "conll"]],
+    [
+        ["a.conll"],
+        ["a.txt", "a_TAG.txt", "b.txt", "out.spacy"],
+        ["a.txt", "a_TAG.txt", "out.spacy", "--format", "conll"],
+    ],
 )
 def test_convert_needs_one_or_two_inputs_then_an_output(tmp_path, args):
     assert invoke_script("convert.py", *args).exit_code == 2
@@ -104,7 +128,15 @@ def test_export_gives_the_converted_file_back(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "back.dev").read_bytes() == source.read_bytes()
     result = invoke_script(
-        "export.py", tmp_path / "weibo.spacy", tmp_path / "back.txt", "--format", "lines", "--separator", "_", "--scheme", "bmes"
+        "export.py",
+        tmp_path / "weibo.spacy",
+        tmp_path / "back.txt",
+        "--format",
+        "lines",
+        "--separator",
+        "_",
+        "--scheme",
+        "bmes",
     )
     assert result.exit_code == 0, result.stderr
     vocab = spacy.blank("zh").vocab
@@ -131,7 +163,9 @@ def saved_pipeline(tiny_encoder, pd2014_docs, tmp_path_factory):
     nlp = spacy.blank("zh")
     nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_encoder))
     examples = [
-        Example.from_dict(nlp.make_doc(doc.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in doc.ents]})
+        Example.from_dict(
+            nlp.make_doc(doc.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in doc.ents]}
+        )
         for doc in pd2014_docs[:4]
     ]
     optimizer = nlp.initialize(lambda: examples)

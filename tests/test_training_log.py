@@ -1,4 +1,5 @@
 """The JSONL training logger, fed as spaCy's training loop feeds it, and the reader of its logs."""
+
 import gzip
 import io
 import json
@@ -10,8 +11,8 @@ import spacy
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config
 
-from spacy_bert_crf.training_log import make_jsonl_logger, read_training_log
 from conftest import ROOT
+from spacy_bert_crf.training_log import make_jsonl_logger, read_training_log
 
 LOGGER = "spacy_bert_crf.JSONLLogger.v1"
 

@@ -1,11 +1,11 @@
 """Training character and bigram vectors: what goes in is counted, folded and written as the encoder reads it."""
+
 import gzip
 import json
 
+from conftest import ASSETS, run_script
 from spacy_bert_crf.char_inputs import BOUNDARY, fold, load_vectors
 from spacy_bert_crf.lab.vectors import text_files
-
-from conftest import ASSETS, run_script
 
 
 def test_text_files_expand_folders(tmp_path):

@@ -1,4 +1,5 @@
 """The displaCy page of predicted entities, and its check in headless Chromium."""
+
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import spacy
 from spacy.tokens import Span
 from spacy.training import Example
 
+from conftest import run_script, tagger_config
 from spacy_bert_crf.formats import make_doc
 from spacy_bert_crf.lab.visualize import (
     CHROMIUM_NAMES,
@@ -21,7 +23,6 @@ from spacy_bert_crf.lab.visualize import (
     predict_sample,
     render_entities,
 )
-from conftest import run_script, tagger_config
 
 needs_chromium = pytest.mark.skipif(
     not any(shutil.which(name) for name in CHROMIUM_NAMES),
@@ -52,7 +53,9 @@ def tiny_nlp(tiny_encoder, pd2014_docs):
     nlp = spacy.blank("zh")
     nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_encoder))
     examples = [
-        Example.from_dict(nlp.make_doc(doc.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in doc.ents]})
+        Example.from_dict(
+            nlp.make_doc(doc.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in doc.ents]}
+        )
         for doc in pd2014_docs[:4]
     ]
     nlp.initialize(lambda: examples)
@@ -127,7 +130,9 @@ def shown_text(page):
 
 
 def test_cli_without_check_writes_only_the_page(saved_pipeline, text_file, tmp_path):
-    result = run_script("render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", "--n", "2", "--no-check")
+    result = run_script(
+        "render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", "--n", "2", "--no-check"
+    )
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "out.html").read_text(encoding="utf-8")
     assert shown_text(page) == "人民网1月1日讯我爱北京"
@@ -136,17 +141,25 @@ def test_cli_without_check_writes_only_the_page(saved_pipeline, text_file, tmp_p
 
 @needs_chromium
 def test_cli_check_writes_its_result(saved_pipeline, text_file, tmp_path):
-    result = run_script("render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", "--screenshot", tmp_path / "shot.png")
+    result = run_script(
+        "render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", "--screenshot", tmp_path / "shot.png"
+    )
     assert result.returncode == 0, result.stderr
     written = json.loads((tmp_path / "out.check.json").read_text(encoding="utf-8"))
-    assert json.loads(result.stdout[result.stdout.index("{"):]) == written
+    assert json.loads(result.stdout[result.stdout.index("{") :]) == written
     assert written["marks"] == written["entities"]
     assert written["screenshot"] == str(tmp_path / "shot.png") and (tmp_path / "shot.png").exists()
 
 
 def test_cli_check_without_a_browser_says_what_to_do(saved_pipeline, text_file, tmp_path):
     # An empty PATH hides every browser; the interpreter is called by its full path.
-    result = run_script("render_predictions.py", saved_pipeline, text_file, tmp_path / "out.html", env={**os.environ, "PATH": str(tmp_path)})
+    result = run_script(
+        "render_predictions.py",
+        saved_pipeline,
+        text_file,
+        tmp_path / "out.html",
+        env={**os.environ, "PATH": str(tmp_path)},
+    )
     assert result.returncode == 1
     assert "install chromium" in result.stderr.lower() and "--no-check" in result.stderr
     assert not (tmp_path / "out.html").exists()

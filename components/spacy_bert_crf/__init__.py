@@ -1,4 +1,5 @@
 """BERT + CRF named-entity recognition for spaCy: the `bert_crf_ner` pipe."""
+
 from .allocator import make_pin_mmap_threshold
 from .architectures import build_crf_tagger, build_softmax_tagger
 from .char_encoder import build_char_bert_encoder

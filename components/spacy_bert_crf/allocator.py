@@ -15,6 +15,7 @@ does not, so a process that only loads the model (a web server) keeps its
 allocator as it was. docs/BENCHMARKS.md compares it with jemalloc, mimalloc
 and glibc left alone.
 """
+
 import ctypes
 import ctypes.util
 import sys

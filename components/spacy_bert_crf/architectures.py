@@ -10,6 +10,7 @@ pipe calls the module for the loss and for decoding.
 The number of tags is not known when the model is built: the pipe reads the
 labels from data at `initialize` (or from disk) and calls `set_num_tags`.
 """
+
 from typing import Callable, List, Optional, Tuple, Type
 
 from spacy.tokens import Doc

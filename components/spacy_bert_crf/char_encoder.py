@@ -19,6 +19,7 @@ The shim owns its module: it saves the BERT config, the vocabulary, the
 bigram keys and the weights, and `from_bytes` rebuilds the module from them,
 so a saved pipeline needs neither the encoder directory nor `assets/`.
 """
+
 import io
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -52,11 +53,20 @@ class CharBert(nn.Module):
     def hidden_size(self) -> int:
         return self.bert.config.hidden_size
 
-    def forward(self, ids: torch.Tensor, left: torch.Tensor, right: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        attention_mask: torch.Tensor,
+        rows: torch.Tensor,
+    ) -> torch.Tensor:
         """Vectors of the characters at the flat positions `rows` of the padded windows."""
         embeddings = self.bert.embeddings.word_embeddings(ids)
         if self.bigram_vocab is not None:
-            embeddings = embeddings + self.bigram_projection(torch.cat([self.bigrams(left), self.bigrams(right)], dim=-1))
+            embeddings = embeddings + self.bigram_projection(
+                torch.cat([self.bigrams(left), self.bigrams(right)], dim=-1)
+            )
         hidden = self.bert(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
         return hidden.reshape(-1, hidden.shape[-1])[rows]
 
@@ -148,7 +158,9 @@ def owners(length: int, window: int, starts: Sequence[int]) -> numpy.ndarray:
     return owner
 
 
-def doc_windows(docs: Sequence[Doc], vocab: CharVocab, bigram_vocab: Optional[BigramVocab], window: int, stride: int) -> Windows:
+def doc_windows(
+    docs: Sequence[Doc], vocab: CharVocab, bigram_vocab: Optional[BigramVocab], window: int, stride: int
+) -> Windows:
     """Cut `docs` into windows and note where each character's vector is to be read."""
     pieces = []  # (ids, left, right) per window
     rows = []
@@ -178,7 +190,11 @@ def doc_windows(docs: Sequence[Doc], vocab: CharVocab, bigram_vocab: Optional[Bi
         left[k, 1 : n + 1] = piece_left
         right[k, 1 : n + 1] = piece_right
         attention_mask[k, : n + 2] = 1
-    flat_rows = numpy.concatenate([window_index * width + position for window_index, position in rows]) if rows else numpy.zeros((0,), "int64")
+    flat_rows = (
+        numpy.concatenate([window_index * width + position for window_index, position in rows])
+        if rows
+        else numpy.zeros((0,), "int64")
+    )
     return Windows(ids, left, right, attention_mask, flat_rows, [len(doc) for doc in docs])
 
 

@@ -22,6 +22,7 @@ share them too. A token's left bigram is its previous character and itself,
 its right bigram itself and its next character; `BOUNDARY` stands before the
 first and after the last character of a text.
 """
+
 import unicodedata
 from functools import lru_cache
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
@@ -179,4 +180,3 @@ def lookup_rows(keys: Sequence[str], wanted: Sequence[str]) -> Tuple[numpy.ndarr
         return numpy.zeros((0,), dtype="int64"), numpy.zeros((0,), dtype="int64")
     wanted_rows, key_rows = zip(*pairs)
     return numpy.asarray(wanted_rows, dtype="int64"), numpy.asarray(key_rows, dtype="int64")
-

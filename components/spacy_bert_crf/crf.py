@@ -13,6 +13,7 @@ step) and cannot forbid transitions. Here the traceback is a `gather` over the
 whole batch, and forbidden transitions get a score no path can afford, so the
 result is the best *valid* sequence rather than a repaired invalid one.
 """
+
 from functools import lru_cache
 from typing import NamedTuple, Optional, Tuple
 
@@ -160,7 +161,9 @@ def forward_backward(chain: ChainScores, mask: torch.Tensor) -> Tuple[torch.Tens
     blank = chain.blank
     # Step t of the forward scan leaves step t - 1.
     leaving_blank = None if blank is None else torch.nn.functional.pad(blank[:, :-1], (1, 0))
-    alpha = _log_scan(chain.start + emissions[:, 0], emissions, chain.transitions, chain.blank_transitions, leaving_blank)
+    alpha = _log_scan(
+        chain.start + emissions[:, 0], emissions, chain.transitions, chain.blank_transitions, leaving_blank
+    )
     # reverse[b, s] = lengths[b] - 1 - s: step s of the reversed row (clamped in the padding).
     reverse = (lengths.unsqueeze(1) - 1 - torch.arange(n_steps, device=emissions.device)).clamp(min=0)
     reversed_emissions = emissions.gather(1, reverse.unsqueeze(2).expand(-1, -1, n_tags))
@@ -229,14 +232,18 @@ def span_probabilities(chain: ChainScores, mask: torch.Tensor, spans: torch.Tens
     inside_emissions = cumulative[row, last + 1, inside] - cumulative[row, first + 1, inside]
     n_inside = last - first
     inside_transitions = torch.where(
-        n_inside > 0, transitions[begin, inside] + (n_inside - 1) * transitions[inside, inside], torch.zeros_like(inside_emissions)
+        n_inside > 0,
+        transitions[begin, inside] + (n_inside - 1) * transitions[inside, inside],
+        torch.zeros_like(inside_emissions),
     )
     final_tag = torch.where(n_inside > 0, inside, begin)
     is_last = last == mask.sum(dim=1)[row] - 1
     after = (last + 1).clamp(max=emissions.shape[1] - 1)
     leaving_transitions = transitions[final_tag]
     if chain.blank is not None:
-        leaving_transitions = torch.where(chain.blank[row, last].unsqueeze(1), chain.blank_transitions[final_tag], leaving_transitions)
+        leaving_transitions = torch.where(
+            chain.blank[row, last].unsqueeze(1), chain.blank_transitions[final_tag], leaving_transitions
+        )
     following = leaving_transitions + emissions[row, after] + beta[row, after]
     following = following.scatter(1, inside.unsqueeze(1), float("-inf"))
     ending = chain.end_at(row, last).gather(1, final_tag.unsqueeze(1)).squeeze(1)

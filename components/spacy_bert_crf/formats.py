@@ -38,6 +38,7 @@ Decisions:
 - JSON objects without annotation (CLUENER's test set) become Docs whose
   entity annotation is missing rather than "O", counted as `unannotated`.
 """
+
 import gzip
 import io
 import itertools
@@ -319,9 +320,7 @@ def read_text(path: PathLike) -> Tuple[List[List[str]], bool]:
     """
     lines = list(read_lines(path))
     tokenised = [split_tokens(line) for line in lines]
-    space_separated = any(tokenised) and all(
-        all(len(token) == 1 for token in tokens) for tokens in tokenised
-    )
+    space_separated = any(tokenised) and all(all(len(token) == 1 for token in tokens) for tokens in tokenised)
     if space_separated:
         return tokenised, True
     return [[char for char in line if not char.isspace()] for line in lines], False
@@ -591,7 +590,7 @@ def _json_values(path: PathLike) -> Iterator[Tuple[int, object]]:
 
 
 def _json_format(path: PathLike) -> str:
-    """"cluener" or "jsonl", from the keys of a JSON file's objects (see `detect_format`)."""
+    """ "cluener" or "jsonl", from the keys of a JSON file's objects (see `detect_format`)."""
     for _, value in _json_values(path):
         if isinstance(value, dict) and "label" in value:
             return "cluener"
@@ -633,11 +632,15 @@ def _cluener_spans(value: object) -> Tuple[str, Optional[List[_Span]], List[Repa
                         f"expected 0 <= start <= end < {len(text)}, the text's length"
                     )
                 if text[start : end + 1] != mention:
-                    repairs.append(Repair(
-                        "mention_mismatch", label, len(spans),
-                        f"the {label} mention {mention!r} at [{start}, {end}] is not the text there, "
-                        f"{text[start : end + 1]!r}: expected them to be equal",
-                    ))
+                    repairs.append(
+                        Repair(
+                            "mention_mismatch",
+                            label,
+                            len(spans),
+                            f"the {label} mention {mention!r} at [{start}, {end}] is not the text there, "
+                            f"{text[start : end + 1]!r}: expected them to be equal",
+                        )
+                    )
                 spans.append((start, end + 1, label))
     return text, spans, repairs
 
@@ -677,9 +680,7 @@ _SPAN_READERS: Dict[str, Callable[[object], Tuple[str, Optional[List[_Span]], Li
 }
 
 
-def _span_docs(
-    path: PathLike, vocab: Vocab, read_spans: Callable, strict: bool, report: ConversionReport
-) -> List[Doc]:
+def _span_docs(path: PathLike, vocab: Vocab, read_spans: Callable, strict: bool, report: ConversionReport) -> List[Doc]:
     """Read a JSON file's objects into Docs, a Doc an object."""
     docs = []
     for line, value in _json_values(path):
@@ -714,11 +715,15 @@ def _drop_overlaps(spans: List[_Span]) -> Tuple[List[_Span], List[Repair]]:
         if other is None:
             kept.append(spans[index])
             continue
-        repairs.append(Repair(
-            "overlapping_span_dropped", label, index,
-            f"the {label} span at characters {start}-{end - 1} overlaps the {other[2]} span at "
-            f"{other[0]}-{other[1] - 1}: expected entities that do not overlap",
-        ))
+        repairs.append(
+            Repair(
+                "overlapping_span_dropped",
+                label,
+                index,
+                f"the {label} span at characters {start}-{end - 1} overlaps the {other[2]} span at "
+                f"{other[0]}-{other[1] - 1}: expected entities that do not overlap",
+            )
+        )
     return sorted(kept), repairs
 
 
@@ -730,11 +735,15 @@ def _align_spans(doc: Doc, spans: List[_Span]) -> Tuple[List[Span], List[Repair]
         span = doc.char_span(start, end, label=label)
         if span is None:
             span = doc.char_span(start, end, label=label, alignment_mode="contract")
-            repairs.append(Repair(
-                "whitespace_trimmed" if span is not None else "whitespace_span_dropped", label, index,
-                f"the {label} span at characters {start}-{end - 1} begins or ends on a space, "
-                "which is no token: expected it to begin and end on a character",
-            ))
+            repairs.append(
+                Repair(
+                    "whitespace_trimmed" if span is not None else "whitespace_span_dropped",
+                    label,
+                    index,
+                    f"the {label} span at characters {start}-{end - 1} begins or ends on a space, "
+                    "which is no token: expected it to begin and end on a character",
+                )
+            )
         if span is not None:
             ents.append(span)
     return ents, repairs

@@ -1,4 +1,5 @@
 """The `bert_crf_ner` pipe: a transformer encoder, emission scores and a CRF, setting `doc.ents`."""
+
 import warnings
 from itertools import islice
 from pathlib import Path
@@ -152,9 +153,7 @@ class BertCrfNer(TrainablePipe):
         if label in self.labels:
             return 0
         if self.model.get_ref("head").shims:
-            raise ValueError(
-                f"Cannot add label {label!r} to '{self.name}': its model is already initialised."
-            )
+            raise ValueError(f"Cannot add label {label!r} to '{self.name}': its model is already initialised.")
         self.cfg["labels"].append(label)
         return 1
 
@@ -168,9 +167,7 @@ class BertCrfNer(TrainablePipe):
         """Read the entity types from the data (or take `labels`) and size the model."""
         validate_get_examples(get_examples, "BertCrfNer.initialize")
         if labels is None:
-            labels = sorted(
-                {ent.label_ for example in get_examples() for ent in example.reference.ents}
-            )
+            labels = sorted({ent.label_ for example in get_examples() for ent in example.reference.ents})
         self.cfg["labels"] = list(dict.fromkeys(labels))
         if not self.labels:
             raise ValueError(
@@ -210,7 +207,9 @@ class BertCrfNer(TrainablePipe):
             spans = [Span(doc, first, last + 1, label=labels[begin]) for first, last, begin in entities.tolist()]
             doc.ents = spans
             if self.spans_key is not None:
-                doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans, attrs={"scores": probabilities})
+                doc.spans[self.spans_key] = SpanGroup(
+                    doc, name=self.spans_key, spans=spans, attrs={"scores": probabilities}
+                )
 
     def update(
         self,
@@ -237,9 +236,7 @@ class BertCrfNer(TrainablePipe):
         losses[self.name] += loss
         return losses
 
-    def get_loss(
-        self, examples: Iterable[Example], emissions: List[Floats2d]
-    ) -> Tuple[float, List[Floats2d]]:
+    def get_loss(self, examples: Iterable[Example], emissions: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         """The head's loss per token, and its gradient for the emissions.
 
         For the CRF head the loss *is* the CRF: computing it also puts the
@@ -271,8 +268,7 @@ class BertCrfNer(TrainablePipe):
         missing = sum(tag in (None, "-") for tag in iob)
         if missing:
             warnings.warn(
-                f"'{self.name}': {missing} of {len(iob)} tokens have no gold entity tag; "
-                "they are trained as 'O'."
+                f"'{self.name}': {missing} of {len(iob)} tokens have no gold entity tag; they are trained as 'O'."
             )
         ids = []
         for tag in iob:
@@ -289,7 +285,9 @@ class BertCrfNer(TrainablePipe):
         padded = xp2torch(self.model.ops.pad(emissions))
         lengths = [len(rows) for rows in emissions]
         mask = self._mask(lengths, padded.device)
-        blank = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(row) for row in blanks], batch_first=True).to(padded.device)
+        blank = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(row) for row in blanks], batch_first=True).to(
+            padded.device
+        )
         tags = tuple(self.tags)
         allowed = TransitionMasks.for_tags(tags, padded.device)
         head = head_module(self.model)

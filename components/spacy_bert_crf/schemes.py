@@ -20,6 +20,7 @@ Users write `B_LOC` as often as `B-LOC`; `parse_tag` accepts both and
 `format_tag` writes a tag back in the user's notation, so files keep the
 notation they came in. The pipe itself always predicts BIO (`bio_tags`).
 """
+
 import re
 from collections import Counter
 from functools import lru_cache
@@ -185,16 +186,24 @@ def to_biluo(tags: Sequence[BioTag], scheme: Scheme, separator: str = "-") -> Tu
             if not (scheme.inside_begins and role == "I"):
                 kind = "stray_inside" if role == "I" else "stray_end"
                 verb = "continues" if role == "I" else "closes"
-                repairs.append(Repair(
-                    kind, label, index,
-                    f"{spell(role, label)} {verb} no {label} entity: expected {spell('B', label)} before it",
-                ))
+                repairs.append(
+                    Repair(
+                        kind,
+                        label,
+                        index,
+                        f"{spell(role, label)} {verb} no {label} entity: expected {spell('B', label)} before it",
+                    )
+                )
             role = "B" if role == "I" else "U"
         elif role == "B" and scheme.inside_begins and label != open_label:
-            repairs.append(Repair(
-                "stray_begin", label, index,
-                f"{spell('B', label)} follows no {label} entity: IOB1 begins an entity with {spell('I', label)}",
-            ))
+            repairs.append(
+                Repair(
+                    "stray_begin",
+                    label,
+                    index,
+                    f"{spell('B', label)} follows no {label} entity: IOB1 begins an entity with {spell('I', label)}",
+                )
+            )
         biluo.append(OUTSIDE if role == OUTSIDE else f"{role}-{label}")
         open_label = label if role in "BI" else None
     if open_label is not None:

@@ -6,11 +6,11 @@ with spaCy's `ner`. Token accuracy is the share of tokens whose BIO tag is
 right, the figure the report gave (99.65% on its dev set). Its key is
 `ents_tag_acc`: `token_acc` already names spaCy's tokenisation accuracy.
 """
+
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 import numpy
-
 from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.tokens import DocBin
@@ -23,9 +23,7 @@ def score_ner(examples: Iterable[Example], *, spans_key: Optional[str] = None, *
     """`ents_p/r/f`, `ents_per_type` and `ents_tag_acc` for predicted Docs, and
     `ents_calibration` where the entities' probabilities are in `doc.spans[spans_key]`."""
     examples = list(examples)
-    scores = Scorer.score_spans(
-        examples, "ents", has_annotation=lambda doc: doc.has_annotation("ENT_IOB"), **kwargs
-    )
+    scores = Scorer.score_spans(examples, "ents", has_annotation=lambda doc: doc.has_annotation("ENT_IOB"), **kwargs)
     scores["ents_tag_acc"] = tag_accuracy(examples)
     if spans_key is not None:
         scores["ents_calibration"] = entity_calibration(examples, spans_key)
@@ -56,13 +54,15 @@ def entity_calibration(examples: Iterable[Example], spans_key: str, n_bins: int 
     for index in range(n_bins):
         in_bin = bins == index
         if in_bin.any():
-            table.append({
-                "low": index / n_bins,
-                "high": (index + 1) / n_bins,
-                "entities": int(in_bin.sum()),
-                "mean_probability": float(probabilities[in_bin].mean()),
-                "precision": float(correct[in_bin].mean()),
-            })
+            table.append(
+                {
+                    "low": index / n_bins,
+                    "high": (index + 1) / n_bins,
+                    "entities": int(in_bin.sum()),
+                    "mean_probability": float(probabilities[in_bin].mean()),
+                    "precision": float(correct[in_bin].mean()),
+                }
+            )
     ece = sum(row["entities"] * abs(row["precision"] - row["mean_probability"]) for row in table) / len(probabilities)
     return {"entities": len(probabilities), "ece": ece, "bins": table}
 
@@ -114,7 +114,9 @@ def calibration_table(calibration: Dict[str, Any]) -> str:
             f"| {row['low']:.1f}–{row['high']:.1f} | {row['entities']} | "
             f"{100 * row['mean_probability']:.2f} | {100 * row['precision']:.2f} |"
         )
-    rows.append(f"\n{calibration['entities']} predicted entities; expected calibration error {100 * calibration['ece']:.2f} points.")
+    rows.append(
+        f"\n{calibration['entities']} predicted entities; expected calibration error {100 * calibration['ece']:.2f} points."
+    )
     return "\n".join(rows)
 
 

@@ -12,6 +12,7 @@ component to its mean loss per update since the previous evaluation (spaCy
 hands over the sum, which depends on the evaluation frequency); `scores` holds
 every score the pipeline's scorers return, as fractions in [0, 1].
 """
+
 import json
 import sys
 import time

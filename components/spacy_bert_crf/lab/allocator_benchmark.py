@@ -8,6 +8,7 @@ sizes, and jemalloc and mimalloc preloaded (Debian's `libjemalloc2` and
 evaluations, so start-up is not counted; user and kernel seconds and the peak
 resident memory come from the kernel's accounting of the process.
 """
+
 import os
 import subprocess
 import sys
@@ -61,7 +62,15 @@ def time_training(
         scratch = Path(scratch)
         config.to_disk(scratch / "config.cfg", interpolate=False)
         log_path = scratch / "log.jsonl"
-        command = [sys.executable, "-m", "spacy", "train", str(scratch / "config.cfg"), "--output", str(scratch / "out")]
+        command = [
+            sys.executable,
+            "-m",
+            "spacy",
+            "train",
+            str(scratch / "config.cfg"),
+            "--output",
+            str(scratch / "out"),
+        ]
         command += [f"--paths.training_log={log_path}", f"--training.max_steps={last_step}"]
         command += [f"--{name}={value}" for name, value in overrides.items()]
         process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

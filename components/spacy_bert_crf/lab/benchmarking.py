@@ -24,6 +24,7 @@ without whitespace), so every system sees exactly the same characters.
 
 Long single documents are measured by `measure_long_doc`.
 """
+
 import copy
 import json
 import resource
@@ -61,7 +62,12 @@ SYSTEMS = (
     "spacy_ner",
     "hf_pipeline",
 )
-PIPELINES = {"pipeline": "crf", "pipeline_without_probabilities": "crf", "softmax_pipeline": "softmax", "spacy_ner": "spacy_ner"}
+PIPELINES = {
+    "pipeline": "crf",
+    "pipeline_without_probabilities": "crf",
+    "softmax_pipeline": "softmax",
+    "spacy_ner": "spacy_ner",
+}
 ARCHITECTURES = {"crf": "spacy_bert_crf.CRFTagger.v1", "softmax": "spacy_bert_crf.SoftmaxTagger.v1"}
 # One transformer window (128 wordpieces) holds [CLS], 126 characters and [SEP].
 MAX_CHARS = 126
@@ -159,7 +165,9 @@ def transition_parser_config(settings: BenchmarkSettings) -> Dict[str, Any]:
 
 
 def run_benchmark(
-    workdir: PathLike, systems: Iterable[str] = SYSTEMS, on_result: Optional[Callable[[str, Dict[str, Any]], None]] = None
+    workdir: PathLike,
+    systems: Iterable[str] = SYSTEMS,
+    on_result: Optional[Callable[[str, Dict[str, Any]], None]] = None,
 ) -> Dict[str, Dict[str, Any]]:
     """Measure each system, and the decoders, each in a fresh process."""
     results = {}
@@ -182,8 +190,14 @@ def measure_system(name: str, workdir: str) -> Dict[str, Any]:
     else:
         gold = list(DocBin().from_disk(workdir / "gold.spacy").get_docs(spacy.blank("zh").vocab))
         if name in PIPELINES:
-            overrides = {"components": {"bert_crf_ner": {"spans_key": None}}} if name == "pipeline_without_probabilities" else {}
-            result = _measure_pipeline(workdir / PIPELINES[name], gold, settings, train=name == "pipeline", config=overrides)
+            overrides = (
+                {"components": {"bert_crf_ner": {"spans_key": None}}}
+                if name == "pipeline_without_probabilities"
+                else {}
+            )
+            result = _measure_pipeline(
+                workdir / PIPELINES[name], gold, settings, train=name == "pipeline", config=overrides
+            )
         elif name == "hf_pipeline":
             result = _measure_hf_pipeline(workdir / "crf", gold, settings)
         else:
@@ -216,7 +230,12 @@ def _texts(gold: Sequence[Doc]) -> List[str]:
 def _inference_result(texts: Sequence[str], seconds: float) -> Dict[str, Any]:
     """The figures every system reports for one inference pass over `texts`."""
     chars = sum(map(len, texts))
-    return {"chars": chars, "sentences": len(texts), "inference_seconds": round(seconds, 4), "chars_per_s": round(chars / seconds, 1)}
+    return {
+        "chars": chars,
+        "sentences": len(texts),
+        "inference_seconds": round(seconds, 4),
+        "chars_per_s": round(chars / seconds, 1),
+    }
 
 
 def _best_pass(
@@ -239,7 +258,9 @@ def _best_pass(
     return best_seconds, best_growth
 
 
-def _measure_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSettings, train: bool, config: Dict[str, Any]) -> Dict[str, Any]:
+def _measure_pipeline(
+    path: Path, gold: Sequence[Doc], settings: BenchmarkSettings, train: bool, config: Dict[str, Any]
+) -> Dict[str, Any]:
     """(a), (a′), (d), (e): `nlp.pipe` chars/s; for ours also the shares of
     decoding and probabilities; for (a) training chars/s."""
     if settings.gpu_id >= 0:
@@ -249,7 +270,9 @@ def _measure_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSettin
     texts = _texts(gold)
     list(nlp.pipe(texts[: settings.batch_size], batch_size=settings.batch_size))
     head_seconds = _time_crf_step(nlp, device)
-    seconds, head_growth = _best_pass(lambda: list(nlp.pipe(texts, batch_size=settings.batch_size)), settings.inference_passes, device, head_seconds)
+    seconds, head_growth = _best_pass(
+        lambda: list(nlp.pipe(texts, batch_size=settings.batch_size)), settings.inference_passes, device, head_seconds
+    )
     result = _inference_result(texts, seconds)
     if head_seconds is not None:
         for key, spent in head_growth.items():
@@ -352,7 +375,9 @@ class _PlainTagger:
         return [path[:length] for path, length in zip(paths, mask.sum(dim=1).tolist())]
 
 
-def _measure_torch_loop(path: Path, gold: Sequence[Doc], settings: BenchmarkSettings, decoder: str, train: bool) -> Dict[str, Any]:
+def _measure_torch_loop(
+    path: Path, gold: Sequence[Doc], settings: BenchmarkSettings, decoder: str, train: bool
+) -> Dict[str, Any]:
     tagger = _PlainTagger(path, settings)
     tagger.bert.eval()
     texts = _texts(gold)
@@ -396,7 +421,9 @@ def _train_torch_loop(tagger: _PlainTagger, gold: Sequence[Doc], settings: Bench
             start = time.perf_counter()
         texts, ids = zip(*batch)
         emissions, mask = tagger.emissions(texts)
-        gold_tags = torch.nn.utils.rnn.pad_sequence([torch.tensor(row) for row in ids], batch_first=True).to(tagger.device)
+        gold_tags = torch.nn.utils.rnn.pad_sequence([torch.tensor(row) for row in ids], batch_first=True).to(
+            tagger.device
+        )
         loss = tagger.head.loss(emissions, gold_tags, mask) / mask.sum()
         optimizer.zero_grad()
         scaler.scale(loss).backward()
@@ -432,7 +459,9 @@ def _measure_hf_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSet
     classify = pipeline("token-classification", model=model.to(dtype), tokenizer=tagger.tokenizer, device=tagger.device)
     texts = _texts(gold)
     classify(texts[: settings.batch_size], batch_size=settings.batch_size)
-    seconds, _ = _best_pass(lambda: classify(texts, batch_size=settings.batch_size), settings.inference_passes, tagger.device)
+    seconds, _ = _best_pass(
+        lambda: classify(texts, batch_size=settings.batch_size), settings.inference_passes, tagger.device
+    )
     return _inference_result(texts, seconds)
 
 
@@ -512,7 +541,9 @@ def device_name(gpu_id: int) -> str:
     return f"{model} ({torch.get_num_threads()} torch threads)"
 
 
-def summarize(results: Dict[str, Dict[str, Any]], settings: BenchmarkSettings, texts: Sequence[str], encoder_config) -> Dict[str, Any]:
+def summarize(
+    results: Dict[str, Dict[str, Any]], settings: BenchmarkSettings, texts: Sequence[str], encoder_config
+) -> Dict[str, Any]:
     """The headline figures, the targets and the MFU estimate, over all systems' results."""
     pipeline, loop = results["pipeline"], results["torch_loop"]
     decoders = results["decoders"]
@@ -575,7 +606,9 @@ def benchmark_tables(report: Dict[str, Any]) -> str:
         result = results[name]
         shares = [f"{100 * result[key]:.2f}%" if key in result else "–" for key in ("crf_share", "probability_share")]
         train = f"{result['train_chars_per_s']:,.0f}" if "train_chars_per_s" in result else "–"
-        lines.append(f"| {title} | {result['chars_per_s']:,.0f} | {' | '.join(shares)} | {train} | {result['peak_rss_mib']:,.0f} |")
+        lines.append(
+            f"| {title} | {result['chars_per_s']:,.0f} | {' | '.join(shares)} | {train} | {result['peak_rss_mib']:,.0f} |"
+        )
     decoders = results["decoders"]
     batch_size, n_steps, n_tags = decoders["shape"]
     lines += [
@@ -590,7 +623,11 @@ def benchmark_tables(report: Dict[str, Any]) -> str:
         "",
         f"Model FLOPs: {summary['model_flops_per_char']:,} per character forward (one wordpiece per character); "
         f"inference {summary['inference_tflops_per_s']} TFLOP/s, training {summary['train_tflops_per_s']} TFLOP/s"
-        + (f"; MFU {100 * summary['inference_mfu']:.2f}% inference, {100 * summary['train_mfu']:.2f}% training." if summary["inference_mfu"] is not None else "; no MFU (no known peak for this device)."),
+        + (
+            f"; MFU {100 * summary['inference_mfu']:.2f}% inference, {100 * summary['train_mfu']:.2f}% training."
+            if summary["inference_mfu"] is not None
+            else "; no MFU (no known peak for this device)."
+        ),
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -659,7 +696,9 @@ def measure_long_doc(model: PathLike, text: str) -> Dict[str, Any]:
     }
 
 
-def untrained_pipeline(output_dir: PathLike, settings: BenchmarkSettings, gold_docs: Sequence[Doc], head: str = "crf") -> Path:
+def untrained_pipeline(
+    output_dir: PathLike, settings: BenchmarkSettings, gold_docs: Sequence[Doc], head: str = "crf"
+) -> Path:
     """Save our pipe with `head` on the settings' encoder, labels from `gold_docs`, untrained.
 
     Its predictions mean nothing; its time and memory are those of any
@@ -667,7 +706,9 @@ def untrained_pipeline(output_dir: PathLike, settings: BenchmarkSettings, gold_d
     """
     fix_random_seed(settings.seed)
     nlp = spacy.blank("zh")
-    nlp.add_pipe("bert_crf_ner", config={"model": {"@architectures": ARCHITECTURES[head], "tok2vec": encoder_config(settings)}})
+    nlp.add_pipe(
+        "bert_crf_ner", config={"model": {"@architectures": ARCHITECTURES[head], "tok2vec": encoder_config(settings)}}
+    )
     examples = _examples(nlp, gold_docs)
     nlp.initialize(lambda: examples)
     nlp.to_disk(output_dir)
@@ -676,4 +717,3 @@ def untrained_pipeline(output_dir: PathLike, settings: BenchmarkSettings, gold_d
 
 def _examples(nlp: Language, gold_docs: Sequence[Doc]) -> List[Example]:
     return [Example(nlp.make_doc(doc.text), doc) for doc in gold_docs]
-

@@ -9,6 +9,7 @@ Three ways, all ending in `save_pretrained` (weights, config and tokenizer):
 - a pretrained checkpoint's embeddings only, on a randomly initialised
   encoder: the report's "pretrained embeddings" variant.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,8 +17,8 @@ from typing import Optional, Sequence
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
-from ..formats import PathLike
 from ..char_inputs import WHITESPACE_TOKEN, fold, load_vectors, lookup_rows
+from ..formats import PathLike
 
 CHAR_VECTOR_STD = 0.05
 
@@ -43,8 +44,7 @@ class EncoderShape:
                 setattr(config, key, value)
         if config.hidden_size % config.num_attention_heads:
             raise ValueError(
-                f"hidden size {config.hidden_size} is not a multiple of "
-                f"{config.num_attention_heads} attention heads"
+                f"hidden size {config.hidden_size} is not a multiple of {config.num_attention_heads} attention heads"
             )
         return config
 
@@ -68,9 +68,7 @@ def truncated_encoder(name_or_path: str, layers: Optional[int] = None) -> BertMo
     return model
 
 
-def embeddings_only_encoder(
-    name_or_path: str, shape: EncoderShape, seed: int = 0
-) -> BertModel:
+def embeddings_only_encoder(name_or_path: str, shape: EncoderShape, seed: int = 0) -> BertModel:
     """A randomly initialised BERT that takes the pretrained model's embeddings.
 
     The hidden size must stay the pretrained one, since the embeddings are
@@ -89,7 +87,9 @@ def embeddings_only_encoder(
     return model
 
 
-def load_char_vectors(model: BertModel, vocab: Sequence[str], vectors_path: PathLike, scale: float = CHAR_VECTOR_STD) -> int:
+def load_char_vectors(
+    model: BertModel, vocab: Sequence[str], vectors_path: PathLike, scale: float = CHAR_VECTOR_STD
+) -> int:
     """Initialise the embedding of every single-character vocabulary entry from
     a character table (`scripts/train_vectors.py`); return how many were set.
 
@@ -148,9 +148,7 @@ def build_encoder(
             model = embeddings_only_encoder(from_pretrained, shape, seed)
         else:
             if (shape.hidden, shape.heads, shape.intermediate) != (None, None, None):
-                raise ValueError(
-                    "a pretrained encoder keeps its sizes; only --layers may change"
-                )
+                raise ValueError("a pretrained encoder keeps its sizes; only --layers may change")
             model = truncated_encoder(from_pretrained, shape.layers)
         tokenizer = AutoTokenizer.from_pretrained(from_pretrained)
     if char_vectors is not None:

@@ -10,6 +10,7 @@ the next), then scored on the test set. Variants that are the same run
 `compare-heads` and the 4-layer variant of `compare-layers`) are trained once
 and shared through a run index.
 """
+
 import hashlib
 import json
 import subprocess
@@ -26,10 +27,10 @@ from transformers import AutoModel
 from wasabi import msg
 
 from ..formats import PathLike
-from .encoders import EncoderShape, build_encoder
-from .figures import training_curves
 from ..scoring import evaluate_on
 from ..training_log import read_training_log
+from .encoders import EncoderShape, build_encoder
+from .figures import training_curves
 
 ENCODER_KINDS = ("vectors", "random", "pretrained")
 
@@ -131,7 +132,9 @@ def run_experiment(
         "figure": f"{experiment.name}.png",
         "curves": curves["runs"],
     }
-    (output_dir / f"{experiment.name}.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (output_dir / f"{experiment.name}.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     (output_dir / f"{experiment.name}.md").write_text(metrics_table(summary) + "\n", encoding="utf-8")
     return summary
 
@@ -145,7 +148,16 @@ def metrics_table(summary: Dict[str, Any]) -> str:
     """
     label_sets = {tuple(sorted(result["test"]["ents_per_type"])) for result in summary["variants"]}
     labels = list(label_sets.pop()) if len(label_sets) == 1 else []
-    header = ["variant", "test P", "test R", "test F", *[f"{label} F" for label in labels], "token acc.", "best dev F (step)", "train time"]
+    header = [
+        "variant",
+        "test P",
+        "test R",
+        "test F",
+        *[f"{label} F" for label in labels],
+        "token acc.",
+        "best dev F (step)",
+        "train time",
+    ]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
     for result in summary["variants"]:
         test = result["test"]
@@ -192,9 +204,21 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_disk(config_path, interpolate=False)
     log_path = run_dir / "log.jsonl"
-    command = [sys.executable, "-m", "spacy", "train", str(config_path), "--output", str(run_dir), "--gpu-id", str(settings.gpu_id)]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(config_path),
+        "--output",
+        str(run_dir),
+        "--gpu-id",
+        str(settings.gpu_id),
+    ]
     command += [f"--paths.training_log={log_path}"]
-    command += [f"--{name}={json.dumps(value) if not isinstance(value, str) else value}" for name, value in overrides.items()]
+    command += [
+        f"--{name}={json.dumps(value) if not isinstance(value, str) else value}" for name, value in overrides.items()
+    ]
     msg.divider(f"{variant.name}: {' '.join(command[1:])}")
     subprocess.run(command, check=True)
     log = read_training_log(log_path)
@@ -251,7 +275,12 @@ def _encoder_for(variant: Variant, settings: ExperimentSettings, encoders_dir: P
         path = encoders_dir / f"pretrained-{source}-{variant.layers or 'all'}L"
         build = dict(shape=EncoderShape(layers=variant.layers), from_pretrained=settings.pretrained)
     else:
-        shape = EncoderShape(layers=layers, hidden=settings.shape.hidden, heads=settings.shape.heads, intermediate=settings.shape.intermediate)
+        shape = EncoderShape(
+            layers=layers,
+            hidden=settings.shape.hidden,
+            heads=settings.shape.heads,
+            intermediate=settings.shape.intermediate,
+        )
         path = encoders_dir / f"{variant.encoder}-{layers}L-{shape.hidden}H"
         build = dict(shape=shape)
         if variant.encoder == "vectors":

@@ -7,6 +7,7 @@ are built with matplotlib's object API (`Figure` on an Agg canvas) rather than
 whoever imports this module alone (a notebook keeps its inline backend), and
 registers no figure anywhere, so nothing stays open after the PNG is written.
 """
+
 import json
 import math
 from pathlib import Path
@@ -40,8 +41,7 @@ def label_distribution(reports: Dict[str, dict], path: PathLike) -> Dict[str, Di
     """
     labels = sorted({label for report in reports.values() for label in report["entities"]})
     counts = {
-        split: {label: int(report["entities"].get(label, 0)) for label in labels}
-        for split, report in reports.items()
+        split: {label: int(report["entities"].get(label, 0)) for label in labels} for split, report in reports.items()
     }
     figure, ax = _new_figure()
     positions = numpy.arange(len(labels))
@@ -86,10 +86,15 @@ def sentence_lengths(lengths: Dict[str, Sequence[int]], path: PathLike) -> Dict[
     for split, values in arrays.items():
         # Densities, so that a small test set is comparable with a large train set.
         ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.35, label=split)
-    ax.axvline(reference["mean"], color="black", linestyle="--",
-               label=f"mean ({reference_name}) = {reference['mean']:.1f}")
-    ax.axvline(reference["mean_plus_3std"], color="red", linestyle=":",
-               label=f"mean + 3σ ({reference_name}) = {reference['mean_plus_3std']:.1f}")
+    ax.axvline(
+        reference["mean"], color="black", linestyle="--", label=f"mean ({reference_name}) = {reference['mean']:.1f}"
+    )
+    ax.axvline(
+        reference["mean_plus_3std"],
+        color="red",
+        linestyle=":",
+        label=f"mean + 3σ ({reference_name}) = {reference['mean_plus_3std']:.1f}",
+    )
     ax.set_xlabel("Sentence length (characters)")
     ax.set_ylabel("Density")
     ax.set_title("Sentence lengths")
@@ -109,9 +114,7 @@ def crf_transitions(
     pipe = nlp.get_pipe(pipe_name)
     module = head_module(pipe.model)
     if not isinstance(module, CRFHead):
-        raise ValueError(
-            f"'{pipe_name}' has a {type(module).__name__}, not a CRF: it learns no transition scores."
-        )
+        raise ValueError(f"'{pipe_name}' has a {type(module).__name__}, not a CRF: it learns no transition scores.")
     crf = module.crf
     return (
         list(pipe.tags),
@@ -145,9 +148,15 @@ def transition_heatmap(
     limit = float(numpy.nanmax(numpy.abs(matrix))) or 1.0
     # Centred on 0, so that red (favoured) and blue (penalised) mean the same in every run.
     _heatmap(
-        figure, ax, matrix, row_labels, col_labels,
-        cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit),
-        annotate=n_tags <= MAX_ANNOTATED_TAGS, colorbar_label="Score",
+        figure,
+        ax,
+        matrix,
+        row_labels,
+        col_labels,
+        cmap="RdBu_r",
+        norm=TwoSlopeNorm(0.0, -limit, limit),
+        annotate=n_tags <= MAX_ANNOTATED_TAGS,
+        colorbar_label="Score",
     )
     ax.set_xlabel("To tag")
     ax.set_ylabel("From tag")
@@ -220,9 +229,7 @@ def tag_confusion(
             )
         for gold_tag, predicted_tag in zip(doc_to_tags(gold), doc_to_tags(predicted)):
             if gold_tag not in index:
-                raise ValueError(
-                    f"Doc {doc_no}: gold tag {gold_tag!r} is not one of '{pipe_name}''s tags {tags}."
-                )
+                raise ValueError(f"Doc {doc_no}: gold tag {gold_tag!r} is not one of '{pipe_name}''s tags {tags}.")
             counts[index[gold_tag], index[predicted_tag]] += 1
     return tags, counts
 
@@ -239,8 +246,15 @@ def confusion_matrix(tags: Sequence[str], counts: numpy.ndarray, path: PathLike)
     n_tags = len(tags)
     figure, ax = _new_figure(size=(1.0 + 0.55 * n_tags, 0.8 + 0.5 * n_tags))
     _heatmap(
-        figure, ax, normalised, list(tags), list(tags),
-        cmap="Blues", norm=Normalize(0.0, 1.0), annotate=True, colorbar_label="Share of gold row",
+        figure,
+        ax,
+        normalised,
+        list(tags),
+        list(tags),
+        cmap="Blues",
+        norm=Normalize(0.0, 1.0),
+        annotate=True,
+        colorbar_label="Share of gold row",
     )
     ax.set_xlabel("Predicted tag")
     ax.set_ylabel("Gold tag")
@@ -323,9 +337,7 @@ def _curve(name: str, records: Sequence[dict], score: str) -> Dict[str, list]:
     curve: Dict[str, list] = {"step": [], "loss": [], "score": []}
     for record in records:
         if score not in record["scores"]:
-            raise ValueError(
-                f"Run {name!r}, step {record['step']}: no score {score!r} in {sorted(record['scores'])}."
-            )
+            raise ValueError(f"Run {name!r}, step {record['step']}: no score {score!r} in {sorted(record['scores'])}.")
         value = record["scores"][score]
         curve["step"].append(record["step"])
         curve["loss"].append(float(sum(record["losses"].values())))

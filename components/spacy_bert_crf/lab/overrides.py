@@ -3,6 +3,7 @@
 spaCy's own parser lives in a private module (`spacy.cli._util`); this is the
 same convention in a dozen lines the scripts can rely on.
 """
+
 from typing import Any, Dict, Sequence
 
 import srsly

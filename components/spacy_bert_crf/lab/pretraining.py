@@ -21,6 +21,7 @@ exactly, as if it had never stopped. The learning rate follows the global step
 (warm-up, then inverse square root), not the budget, so how the steps are
 split across runs makes no difference.
 """
+
 import hashlib
 import itertools
 import json
@@ -217,7 +218,16 @@ LOSSES: Dict[str, Callable] = {"masked": masked_lm_loss, "full": full_vocabulary
 class Pretrainer:
     """One model, its optimizer and its place in the data; `step` trains on the next batch."""
 
-    def __init__(self, model: BertForMaskedLM, vocab: CharVocab, stream: WindowStream, settings: PretrainingSettings, device: str = "cpu", mixed_precision: bool = False, loss: str = "masked"):
+    def __init__(
+        self,
+        model: BertForMaskedLM,
+        vocab: CharVocab,
+        stream: WindowStream,
+        settings: PretrainingSettings,
+        device: str = "cpu",
+        mixed_precision: bool = False,
+        loss: str = "masked",
+    ):
         self.model = model.to(device).train()
         # A short budget learns more without dropout (Geiping & Goldstein 2022, "Cramming"),
         # and on a CPU dropout's random masks cost about a tenth of a step. The saved config
@@ -331,7 +341,11 @@ def pretrain_encoder(
         trainer.restore(state)
         previous_seconds = state["seconds"]
     summary_path = output_dir / "pretraining.json"
-    runs = json.loads(summary_path.read_text(encoding="utf-8"))["runs"] if state is not None and summary_path.exists() else []
+    runs = (
+        json.loads(summary_path.read_text(encoding="utf-8"))["runs"]
+        if state is not None and summary_path.exists()
+        else []
+    )
     first_step, first_tokens = trainer.steps, trainer.tokens
     log = (output_dir / "pretraining_log.jsonl").open("a" if state is not None else "w", encoding="utf-8")
     started = last_checkpoint = time.perf_counter()
@@ -346,11 +360,18 @@ def pretrain_encoder(
                 recent_losses = []
                 progress_bar.set_postfix(loss=f"{mean_loss:.3f}")
                 seconds = previous_seconds + time.perf_counter() - started
-                record = {"step": trainer.steps, "seconds": round(seconds, 3), "tokens": trainer.tokens, "loss": mean_loss}
+                record = {
+                    "step": trainer.steps,
+                    "seconds": round(seconds, 3),
+                    "tokens": trainer.tokens,
+                    "loss": mean_loss,
+                }
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             if time.perf_counter() - last_checkpoint >= 60 * settings.checkpoint_minutes:
-                save_checkpoint(trainer.state(encoder, previous_seconds + time.perf_counter() - started), checkpoint_path)
+                save_checkpoint(
+                    trainer.state(encoder, previous_seconds + time.perf_counter() - started), checkpoint_path
+                )
                 last_checkpoint = time.perf_counter()
     log.close()
     run_seconds = time.perf_counter() - started

@@ -6,15 +6,16 @@ Inputs: the test scores of the run the figures describe (evaluate.py's JSON),
 Chromium check (render_predictions.py). A missing experiment or pretraining
 summary is reported as not run, so a partial report still renders.
 """
+
 import json
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..formats import PathLike
-from .experiments import metrics_table
 from ..scoring import calibration_table, scores_table
 from ..training_log import read_training_log
+from .experiments import metrics_table
 
 EXPERIMENTS = ("compare-heads", "compare-layers", "compare-init", "compare-crf-lr", "compare-inputs")
 
@@ -56,7 +57,9 @@ def _data_section(figures: Dict[str, Any], figures_dir: Path, output: Path) -> s
     splits = list(counts)
     labels = sorted({label for split_counts in counts.values() for label in split_counts})
     rows = ["| label | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
-    rows += [f"| {label} | " + " | ".join(f"{counts[split].get(label, 0):,}" for split in splits) + " |" for label in labels]
+    rows += [
+        f"| {label} | " + " | ".join(f"{counts[split].get(label, 0):,}" for split in splits) + " |" for label in labels
+    ]
     lengths = figures["sentence_lengths"]
     length_rows = ["| split | sentences | mean | std | mean + 3σ | max |", "|---|---:|---:|---:|---:|---:|"]
     length_rows += [
@@ -81,7 +84,9 @@ def _data_section(figures: Dict[str, Any], figures_dir: Path, output: Path) -> s
     )
 
 
-def _run_section(run: PathLike, scores: Dict[str, Any], figures: Dict[str, Any], figures_dir: Path, output: Path) -> str:
+def _run_section(
+    run: PathLike, scores: Dict[str, Any], figures: Dict[str, Any], figures_dir: Path, output: Path
+) -> str:
     lines = [
         "## 2. One trained pipeline",
         f"`{run}` on `{scores.get('data', 'the test set')}` ({scores['docs']:,} sentences):",
@@ -91,7 +96,7 @@ def _run_section(run: PathLike, scores: Dict[str, Any], figures: Dict[str, Any],
     if scores.get("ents_calibration"):
         lines += [
             "",
-            "How far the entities' probabilities (`doc.spans[\"ents\"].attrs[\"scores\"]`) can be "
+            'How far the entities\' probabilities (`doc.spans["ents"].attrs["scores"]`) can be '
             "trusted: the predicted entities by probability, and the share of each bin that is right:",
             "",
             calibration_table(scores["ents_calibration"]),
@@ -149,12 +154,15 @@ def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path)
             "",
             _image(summary["title"], figure, output),
         ]
-    lines += ["", f"The experiment steps above, {completed} of {len(EXPERIMENTS)} run, took {total / 60:.1f} min of wall time together."]
+    lines += [
+        "",
+        f"The experiment steps above, {completed} of {len(EXPERIMENTS)} run, took {total / 60:.1f} min of wall time together.",
+    ]
     return "\n".join(lines)
 
 
 def _pretraining_section(pretraining_dir: Optional[PathLike]) -> str:
-    lines = ["## 4. Masked-LM pretraining (the offline \"pretrained\" encoder)"]
+    lines = ['## 4. Masked-LM pretraining (the offline "pretrained" encoder)']
     summary_path = Path(pretraining_dir or "") / "pretraining.json"
     if pretraining_dir is None or not summary_path.exists():
         return "\n".join(lines + ["", "Not run: `spacy project run pretrain-encoder` writes it."])
@@ -166,7 +174,11 @@ def _pretraining_section(pretraining_dir: Optional[PathLike]) -> str:
         f"From `{summary['encoder']}` on {', '.join(f'`{text}`' for text in summary['texts'])} "
         f"({summary['corpus_tokens']:,} characters): {summary['steps']:,} steps in {len(summary['runs'])} run(s), "
         f"{summary['tokens']:,} tokens ({summary['epochs']:.2f} epochs) in {summary['seconds'] / 60:.1f} min on {summary['device']}"
-        + (f"; MLM loss {first['loss']:.2f} at step {first['step']} → {last['loss']:.2f} at step {last['step']}." if log else "."),
+        + (
+            f"; MLM loss {first['loss']:.2f} at step {first['step']} → {last['loss']:.2f} at step {last['step']}."
+            if log
+            else "."
+        ),
     ]
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ space-separated tokens, which gensim's `corpus_file` mode then reads on every
 worker without the GIL. Tables are written as `.npz` (keys, float16 vectors),
 which the runtime reads with numpy alone.
 """
+
 import hashlib
 import json
 import time
@@ -58,7 +59,9 @@ def text_files(paths: Sequence[Path]) -> List[Path]:
     return files
 
 
-def write_token_corpora(paths: Sequence[Path], chars_out: Path, bigrams_out: Path, progress: Callable[[int], None]) -> Dict[str, int]:
+def write_token_corpora(
+    paths: Sequence[Path], chars_out: Path, bigrams_out: Path, progress: Callable[[int], None]
+) -> Dict[str, int]:
     """Write the folded characters and their bigrams of every line, space-separated."""
     counts = {"lines": 0, "chars": 0}
     with chars_out.open("w", encoding="utf-8") as chars_file, bigrams_out.open("w", encoding="utf-8") as bigrams_file:
@@ -130,9 +133,7 @@ def train_vectors(
     chars_corpus = output_dir / "chars.corpus.txt"
     bigrams_corpus = output_dir / "bigrams.corpus.txt"
     try:
-        counts = write_token_corpora(
-            paths, chars_corpus, bigrams_corpus, lambda n: log(f"folded {n:,} characters")
-        )
+        counts = write_token_corpora(paths, chars_corpus, bigrams_corpus, lambda n: log(f"folded {n:,} characters"))
         prepared = time.time()
         log(f"training character vectors on {counts['chars']:,} characters")
         chars = train_word2vec(chars_corpus, settings.char_dim, settings.char_min_count, None, settings)

@@ -5,6 +5,7 @@ headless Chromium, counts the entity marks in the DOM the browser built and
 takes a screenshot. The count proves that the page parses and every entity
 reaches the screen, which reading the HTML we wrote ourselves cannot prove.
 """
+
 import html
 import re
 import shutil
@@ -125,9 +126,7 @@ def _run_chromium(browser: str, args: List[str], timeout: float) -> str:
         # its sandbox on. A fresh profile keeps runs from sharing caches and locks.
         command = [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *args]
         try:
-            result = subprocess.run(
-                command, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout
-            )
+            result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
         except subprocess.TimeoutExpired:
             raise BrowserError(f"{browser} did not finish within {timeout} s: {' '.join(command)}") from None
     if result.returncode != 0:
