@@ -7,6 +7,7 @@ from typing import List, Literal, Optional
 import spacy
 import typer
 from spacy.tokens import DocBin
+from wasabi import msg
 
 from spacy_bert_crf.formats import FORMATS, DataFormatError, read_docs, split_train_dev
 from spacy_bert_crf.schemes import SCHEMES
@@ -24,6 +25,7 @@ def main(
     strict: bool = typer.Option(False, "--strict", help="Refuse any input that needs a repair"),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the JSON conversion report here"),
     lang: str = typer.Option("zh", "--lang", help="Language of the Docs' vocab"),
+    encoding: str = typer.Option("utf-8", "--encoding", help="The input's text encoding, e.g. gb18030 for GBK corpora"),
     dev_output: Optional[Path] = typer.Option(
         None, "--dev-output", help="Hold out sentences as a dev set: the DocBin to write them to"
     ),
@@ -37,11 +39,13 @@ def main(
     tag_file = inputs[1] if len(inputs) == 2 else None
     if tag_file is not None and format not in ("auto", "lines"):
         raise typer.BadParameter(f"a TAG_FILE goes with --format lines, not {format}")
+    for path in (output_file, dev_output):
+        if path is not None and path.is_dir():
+            msg.fail(f"{path} is a directory: expected the .spacy file to write", exits=1)
     try:
-        docs, conversion = read_docs(inputs[0], spacy.blank(lang).vocab, format, scheme, strict, tag_file)
-    except (DataFormatError, OSError) as error:
-        typer.echo(f"✘ Cannot convert: {error}", err=True)
-        raise typer.Exit(1)
+        docs, conversion = read_docs(inputs[0], spacy.blank(lang).vocab, format, scheme, strict, tag_file, encoding)
+    except (DataFormatError, OSError, LookupError) as error:
+        msg.fail("Cannot convert", str(error), exits=1)
     outputs = {output_file: docs}
     if dev_output is not None:
         train, dev = split_train_dev(len(docs), dev_every)

@@ -14,7 +14,9 @@ from spacy_bert_crf.formats import (
     DataFormatError,
     detect_format,
     doc_to_tags,
+    open_text,
     read_docs,
+    read_lines,
     read_text,
     read_two_file,
     split_train_dev,
@@ -674,3 +676,30 @@ def test_split_is_deterministic_and_complete():
     train, dev = split_train_dev(25, 10)
     assert dev == [9, 19]
     assert sorted(train + dev) == list(range(25))
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".txt.gz"])
+def test_a_decoding_error_names_file_line_and_byte(tmp_path, suffix):
+    data = "第一行\n第二行\n".encode("utf-8") + "第三行".encode("gb18030") + b"\n"
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix == ".txt.gz" else data)
+    byte = "第".encode("gb18030")[0]
+    expected = f"{path}:3: not valid UTF-8 (byte 0x{byte:02x}); if this is GBK, pass --encoding gb18030"
+    with pytest.raises(DataFormatError) as error:
+        list(read_lines(path))
+    assert str(error.value) == expected and error.value.line == 3
+    with pytest.raises(DataFormatError, match="bad.*:3: not valid UTF-8"), open_text(path) as file:
+        file.read()
+
+
+def test_gb18030_files_read_when_named(tmp_path):
+    path = tmp_path / "gbk.txt"
+    path.write_bytes("北京欢迎你\n中 国\n".encode("gb18030"))
+    assert list(read_lines(path, "gb18030")) == ["北京欢迎你", "中 国"]
+    assert read_text(path, "gb18030") == ([["北", "京", "欢", "迎", "你"], ["中", "国"]], False)
+    with pytest.raises(DataFormatError, match=r"gbk.txt:1: not valid UTF-8"):
+        read_text(path)
+    # A GB18030 file that is not: the message names the encoding asked for, without the hint.
+    path.write_bytes(b"ok\n\xff\xff\n")
+    with pytest.raises(DataFormatError, match=r"gbk.txt:2: not valid gb18030 \(byte 0xff\)$"):
+        list(read_lines(path, "gb18030"))

@@ -45,7 +45,7 @@ def test_convert_fails_with_file_and_line(tmp_path, text, tags, message):
     (tmp_path / "a_TAG.txt").write_text(tags, encoding="utf-8")
     result = invoke_script("convert.py", tmp_path / "a.txt", tmp_path / "a_TAG.txt", tmp_path / "out.spacy")
     assert result.exit_code == 1
-    assert message in result.stderr
+    assert message in " ".join(result.stdout.split())
     assert not (tmp_path / "out.spacy").exists()
 
 
@@ -102,8 +102,27 @@ def test_convert_fails_on_one_file_with_file_and_line(tmp_path, name, text, opti
     (tmp_path / name).write_text(text, encoding="utf-8")
     result = invoke_script("convert.py", tmp_path / name, tmp_path / "out.spacy", *options)
     assert result.exit_code == 1
-    assert f"✘ Cannot convert: {message.format(tmp_path=tmp_path)}" in result.stderr
+    # wasabi wraps long lines: compare with the whitespace collapsed.
+    output = " ".join(result.stdout.split())
+    assert "Cannot convert" in output and message.format(tmp_path=tmp_path) in output
     assert not (tmp_path / "out.spacy").exists()
+
+
+def test_convert_names_the_line_of_a_gbk_file_and_reads_it_when_told(tmp_path):
+    text, tags = "中 国\n北 京 欢 迎 你\n", "B_LOC I_LOC\nB_LOC I_LOC O O O\n"
+    (tmp_path / "gbk.txt").write_bytes(("今 天\n" + text).encode("gb18030"))
+    (tmp_path / "gbk_TAG.txt").write_bytes(("O O\n" + tags).encode("gb18030"))
+    result = invoke_script("convert.py", tmp_path / "gbk.txt", tmp_path / "out.spacy")
+    assert result.exit_code == 1
+    byte = "今".encode("gb18030")[0]
+    expected = f"{tmp_path}/gbk.txt:1: not valid UTF-8 (byte 0x{byte:02x}); if this is GBK, pass --encoding gb18030"
+    assert expected in " ".join(result.stdout.split())
+    result = invoke_script("convert.py", tmp_path / "gbk.txt", tmp_path / "out.spacy", "--encoding", "gb18030")
+    assert result.exit_code == 0, result.stdout
+    docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("zh").vocab))
+    assert [[(e.text, e.label_) for e in doc.ents] for doc in docs] == [[], [("中国", "LOC")], [("北京", "LOC")]]
+    result = invoke_script("convert.py", tmp_path / "gbk.txt", tmp_path / "out.spacy", "--encoding", "no-such-codec")
+    assert result.exit_code == 1 and "unknown encoding: no-such-codec" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -199,3 +218,13 @@ def test_predict_takes_plain_text(saved_pipeline, tmp_path):
     assert result.returncode == 0, result.stderr
     output = (tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert [len(line.split()) for line in output] == [8, 0, 8]
+
+
+def test_convert_and_predict_refuse_a_directory_as_output(tmp_path):
+    (tmp_path / "a.conll").write_text("我 O\n", encoding="utf-8")
+    result = invoke_script("convert.py", tmp_path / "a.conll", tmp_path)
+    assert result.exit_code == 1 and "is a directory" in " ".join(result.stdout.split())
+    result = invoke_script("predict.py", "no_model", tmp_path / "a.conll", tmp_path)
+    assert result.exit_code == 1 and "is a directory" in " ".join(result.stdout.split())
+    result = invoke_script("predict.py", "no_model", tmp_path / "missing.txt", tmp_path / "out.txt")
+    assert result.exit_code == 1 and "No such file or directory" in " ".join(result.stdout.split())

@@ -39,8 +39,8 @@ Decisions:
   entity annotation is missing rather than "O", counted as `unannotated`.
 """
 
+import codecs
 import gzip
-import io
 import itertools
 import json
 import re
@@ -148,22 +148,69 @@ class ConversionReport:
         }
 
 
-def open_text(path: PathLike) -> io.TextIOBase:
-    """Open a UTF-8 text file, gzip-compressed if its name ends in `.gz`.
+def open_text(path: PathLike, encoding: str = "utf-8") -> "TextFile":
+    """Open a text file (UTF-8 unless told otherwise), gzip-compressed if its name ends in `.gz`.
 
-    A BOM is dropped; universal newlines make CRLF files read like LF ones.
-    Lines are split on newlines only: never `str.splitlines`, which also splits
-    on U+2028 and friends, characters that do occur in real text.
+    A UTF-8 BOM is dropped; universal newlines make CRLF files read like LF
+    ones. Lines are split on newlines only: never `str.splitlines`, which also
+    splits on U+2028 and friends, characters that do occur in real text.
+    Older Chinese corpora come in GBK or GB18030: pass that encoding.
     """
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline=None)
-    return open(path, encoding="utf-8-sig", newline=None)
+    return TextFile(path, encoding)
 
 
-def read_lines(path: PathLike) -> Iterator[str]:
+class TextFile:
+    """A text file, read line by line or whole, whose decoding errors name the file, line and byte."""
+
+    def __init__(self, path: PathLike, encoding: str):
+        self.path = Path(path)
+        self.encoding = encoding
+        codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+        opener = gzip.open if self.path.suffix == ".gz" else open
+        self._file = opener(self.path, "rt", encoding=codec, newline=None)
+
+    def __enter__(self) -> "TextFile":
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self._file.close()
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._file
+        except UnicodeDecodeError:
+            raise self._decoding_error() from None
+
+    def read(self) -> str:
+        try:
+            return self._file.read()
+        except UnicodeDecodeError:
+            raise self._decoding_error() from None
+
+    def _decoding_error(self) -> DataFormatError:
+        # The text layer decodes in blocks, so its error has no line: find it in the bytes.
+        decoder = codecs.getincrementaldecoder(self.encoding)()
+        opener = gzip.open if self.path.suffix == ".gz" else open
+        line_no, byte = 0, None
+        with opener(self.path, "rb") as raw:
+            for line_no, line in enumerate(raw, start=1):
+                try:
+                    decoder.decode(line)
+                except UnicodeDecodeError as error:
+                    byte = line[error.start] if error.start < len(line) else line[-1]
+                    break
+        utf8 = codecs.lookup(self.encoding).name == "utf-8"
+        message = f"not valid {'UTF-8' if utf8 else self.encoding}"
+        if byte is not None:
+            message += f" (byte 0x{byte:02x})"
+        if utf8:
+            message += "; if this is GBK, pass --encoding gb18030"
+        return DataFormatError(self.path, line_no, message)
+
+
+def read_lines(path: PathLike, encoding: str = "utf-8") -> Iterator[str]:
     """Yield the lines of a text file without their line ends."""
-    with open_text(path) as file:
+    with open_text(path, encoding) as file:
         for line in file:
             yield line.rstrip("\n")
 
@@ -181,7 +228,7 @@ def tag_path_for(text_path: PathLike) -> Path:
     return path.with_name(f"{stem}_TAG{dot}{suffixes}")
 
 
-def detect_format(path: PathLike) -> str:
+def detect_format(path: PathLike, encoding: str = "utf-8") -> str:
     """Guess the format of a data file: one of `FORMATS`.
 
     A file with its tag file beside it (`tag_path_for`) is the two-file format.
@@ -194,7 +241,7 @@ def detect_format(path: PathLike) -> str:
     if tag_path_for(path).exists():
         return "lines"
     line_no, line = 1, ""
-    with open_text(path) as file:
+    with open_text(path, encoding) as file:
         for line_no, line in enumerate(file, start=1):
             if line.strip():
                 break
@@ -204,7 +251,7 @@ def detect_format(path: PathLike) -> str:
     if len(columns) >= 2 and _is_tag(columns[-1]) and not all(map(_is_tag, columns)):
         return "conll"
     if line.lstrip().startswith(("{", "[")):
-        return _json_format(path)
+        return _json_format(path, encoding)
     raise DataFormatError(
         path,
         line_no,
@@ -220,6 +267,7 @@ def read_docs(
     scheme: str = "auto",
     strict: bool = False,
     tag_path: Optional[PathLike] = None,
+    encoding: str = "utf-8",
 ) -> Tuple[List[Doc], ConversionReport]:
     """Read a data file into Docs with `doc.ents`, and report what was read and repaired.
 
@@ -229,7 +277,7 @@ def read_docs(
     `tag_path_for(path)`. With `strict`, any repair is a DataFormatError.
     """
     if format == "auto":
-        format = "lines" if tag_path is not None else detect_format(path)
+        format = "lines" if tag_path is not None else detect_format(path, encoding)
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}: expected 'auto' or one of {', '.join(FORMATS)}")
     if scheme != "auto" and scheme not in SCHEMES:
@@ -238,23 +286,28 @@ def read_docs(
         raise ValueError(f"a tag file goes with the two-file format 'lines', not {format!r}")
     report = ConversionReport(format=format)
     if format in _SPAN_READERS:
-        return _span_docs(path, vocab, _SPAN_READERS[format], strict, report), report
+        return _span_docs(path, vocab, _SPAN_READERS[format], strict, report, encoding), report
     if format == "lines":
-        sentences = list(_two_file_sentences(path, tag_path or tag_path_for(path)))
+        sentences = list(_two_file_sentences(path, tag_path or tag_path_for(path), encoding))
     else:
-        sentences = _conll_sentences(path)
+        sentences = _conll_sentences(path, encoding)
     return _tagged_docs(sentences, vocab, scheme, strict, report), report
 
 
 def read_two_file(
-    text_path: PathLike, tag_path: PathLike, vocab: Vocab, scheme: str = "auto", strict: bool = False
+    text_path: PathLike,
+    tag_path: PathLike,
+    vocab: Vocab,
+    scheme: str = "auto",
+    strict: bool = False,
+    encoding: str = "utf-8",
 ) -> Tuple[List[Doc], ConversionReport]:
     """Read the report's two-file format into char-token Docs with `doc.ents`.
 
     One Doc per line, empty lines included (as empty Docs), so that Doc N is
     line N. A stray `I_X` starts a new entity and is counted as a repair.
     """
-    return read_docs(text_path, vocab, "lines", scheme, strict, tag_path)
+    return read_docs(text_path, vocab, "lines", scheme, strict, tag_path, encoding)
 
 
 def make_doc(vocab: Vocab, chars: Sequence[str], tags: Optional[Sequence[str]] = None) -> Doc:
@@ -310,7 +363,7 @@ def write_conll(docs: Iterable[Doc], path: PathLike, separator: str = "-", schem
     write_lines(path, _conll_lines(docs, separator, scheme))
 
 
-def read_text(path: PathLike) -> Tuple[List[List[str]], bool]:
+def read_text(path: PathLike, encoding: str = "utf-8") -> Tuple[List[List[str]], bool]:
     """Read text for prediction: one sentence a line, empty lines kept.
 
     Lines of space-separated single characters (the two-file format's text
@@ -318,7 +371,7 @@ def read_text(path: PathLike) -> Tuple[List[List[str]], bool]:
     non-space characters are the tokens. Returns the tokens of each line and
     whether the file was in the space-separated format.
     """
-    lines = list(read_lines(path))
+    lines = list(read_lines(path, encoding))
     tokenised = [split_tokens(line) for line in lines]
     space_separated = any(tokenised) and all(all(len(token) == 1 for token in tokens) for tokens in tokenised)
     if space_separated:
@@ -401,9 +454,9 @@ class _TaggedSentence:
         return DataFormatError(self.path, self.line, f"tag {index + 1}: {message}")
 
 
-def _two_file_sentences(text_path: PathLike, tag_path: PathLike) -> Iterator[_TaggedSentence]:
+def _two_file_sentences(text_path: PathLike, tag_path: PathLike, encoding: str) -> Iterator[_TaggedSentence]:
     """The sentences of the two-file format, a line of each file at a time."""
-    lines = itertools.zip_longest(read_lines(text_path), read_lines(tag_path))
+    lines = itertools.zip_longest(read_lines(text_path, encoding), read_lines(tag_path, encoding))
     for line_no, (text_line, tag_line) in enumerate(lines, start=1):
         if text_line is None or tag_line is None:
             shorter, longer = (text_path, tag_path) if text_line is None else (tag_path, text_path)
@@ -423,7 +476,7 @@ def _two_file_sentences(text_path: PathLike, tag_path: PathLike) -> Iterator[_Ta
         yield _TaggedSentence.parse(chars, tags, tag_path, line_no, one_tag_a_line=False)
 
 
-def _conll_sentences(path: PathLike) -> List[_TaggedSentence]:
+def _conll_sentences(path: PathLike, encoding: str) -> List[_TaggedSentence]:
     """The sentences of a CoNLL file: the first column the token, the last its tag.
 
     The first line fixes the delimiter (a tab if it has one, else a space) and
@@ -434,7 +487,7 @@ def _conll_sentences(path: PathLike) -> List[_TaggedSentence]:
     blocks: List[Tuple[int, List[List[str]]]] = []  # each sentence's first line and columns
     rows: Optional[List[List[str]]] = None
     delimiter, n_columns, columns_line = " ", 0, 0
-    for line_no, line in enumerate(read_lines(path), start=1):
+    for line_no, line in enumerate(read_lines(path, encoding), start=1):
         line = line.rstrip(" \t")
         if not line:
             rows = None
@@ -543,13 +596,13 @@ def _is_tag(column: str) -> bool:
 _Span = Tuple[int, int, str]  # start, end (exclusive), label
 
 
-def _json_values(path: PathLike) -> Iterator[Tuple[int, object]]:
+def _json_values(path: PathLike, encoding: str) -> Iterator[Tuple[int, object]]:
     """Yield each JSON value of a file with the line it starts on.
 
     The values may follow one another (one a line, or pretty-printed) or be
     the items of one top-level array.
     """
-    with open_text(path) as file:
+    with open_text(path, encoding) as file:
         text = file.read()
     decoder = json.JSONDecoder()
     line, counted = 1, 0
@@ -589,9 +642,9 @@ def _json_values(path: PathLike) -> Iterator[Tuple[int, object]]:
         raise DataFormatError(path, line_at(len(text.rstrip())), "invalid JSON: expected ']' to close the array")
 
 
-def _json_format(path: PathLike) -> str:
+def _json_format(path: PathLike, encoding: str) -> str:
     """ "cluener" or "jsonl", from the keys of a JSON file's objects (see `detect_format`)."""
-    for _, value in _json_values(path):
+    for _, value in _json_values(path, encoding):
         if isinstance(value, dict) and "label" in value:
             return "cluener"
         if isinstance(value, dict) and ("entities" in value or "spans" in value):
@@ -680,10 +733,12 @@ _SPAN_READERS: Dict[str, Callable[[object], Tuple[str, Optional[List[_Span]], Li
 }
 
 
-def _span_docs(path: PathLike, vocab: Vocab, read_spans: Callable, strict: bool, report: ConversionReport) -> List[Doc]:
+def _span_docs(
+    path: PathLike, vocab: Vocab, read_spans: Callable, strict: bool, report: ConversionReport, encoding: str
+) -> List[Doc]:
     """Read a JSON file's objects into Docs, a Doc an object."""
     docs = []
-    for line, value in _json_values(path):
+    for line, value in _json_values(path, encoding):
         try:
             text, spans, repairs = read_spans(value)
         except ValueError as error:
