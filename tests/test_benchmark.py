@@ -59,7 +59,7 @@ def test_plain_loop_and_hf_model_compute_the_pipes_emissions(crf_pipeline, gold_
     padded = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(rows) for rows in expected], batch_first=True)
     paths = tagger.decode(padded, mask, "ours")
     assert [path.tolist() for path in paths] == [
-        ids.tolist() for ids in ner.predict([nlp.make_doc(t) for t in texts]).tag_ids
+        found.tag_ids.tolist() for found in ner.predict([nlp.make_doc(t) for t in texts])
     ]
 
 

@@ -39,3 +39,7 @@ def test_importing_the_package_loads_no_lab_module():
     assert "spacy_bert_crf.pipe" in modules
     assert not [name for name in modules if name.startswith("spacy_bert_crf.lab")]
     assert "matplotlib" not in modules and "gensim" not in modules
+
+
+def test_the_pipe_leaves_torch_to_the_head_adapter():
+    assert "torch" not in {name.split(".")[0] for name in imported_modules(PACKAGE / "pipe.py")}

@@ -191,8 +191,8 @@ def test_predict_never_emits_invalid_bio(tiny_encoder, pd2014_docs):
     docs = [nlp.make_doc(doc.text) for doc in pd2014_docs[:10]]
     prediction = ner.predict(docs)
     ner.set_annotations(docs, prediction)
-    for doc, tag_ids in zip(docs, prediction.tag_ids):
-        tags = [ner.tags[i] for i in tag_ids]
+    for doc, found in zip(docs, prediction):
+        tags = [ner.tags[i] for i in found.tag_ids]
         assert any(tag.startswith("I-") for tag in tags)
         assert is_valid_bio(tags)
         # The entities set are those of the tags.

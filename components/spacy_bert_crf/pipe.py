@@ -3,11 +3,10 @@
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Sized, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Sized, Tuple
 
 import numpy
 import srsly
-import torch
 from spacy.language import Language
 from spacy.pipeline.pipe import deserialize_config
 from spacy.pipeline.trainable_pipe import TrainablePipe
@@ -15,12 +14,12 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.training.iob_utils import biluo_to_iob
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, set_dropout_rate, torch2xp, xp2torch
-from thinc.types import Floats1d, Floats2d, Ints1d, Ints2d
+from thinc.api import Config, Model, set_dropout_rate
+from thinc.types import Floats2d
 
 from .architectures import head_module, set_num_tags
 from .char_inputs import is_blank
-from .crf import TransitionMasks, entity_spans, inside_tags
+from .heads import DocEntities, HeadAdapter
 from .schemes import OUTSIDE, bio_tags, parse_tag
 from .scoring import score_ner
 
@@ -82,15 +81,6 @@ def make_bert_crf_ner(
 def blank_tokens(doc: Doc) -> numpy.ndarray:
     """Which tokens are whitespace or control characters: an entity may hold them, never start or end on them."""
     return numpy.fromiter((is_blank(token.text) for token in doc), dtype=bool, count=len(doc))
-
-
-class Prediction(NamedTuple):
-    """What `predict` finds for each Doc: its BIO tag ids, its entities as
-    rows of (first token, last token, `B-X` tag id), and their probabilities."""
-
-    tag_ids: List[Ints1d]
-    entities: List[Ints2d]
-    probabilities: List[Floats1d]
 
 
 def length_sorted_splits(items: Sequence[Sized], indices: Sequence[int], n_splits: int) -> List[List[int]]:
@@ -178,37 +168,39 @@ class BertCrfNer(TrainablePipe):
         doc_sample = list(islice((eg.x for eg in get_examples() if len(eg.x)), 10))
         self.model.initialize(X=doc_sample)
 
-    def predict(self, docs: Iterable[Doc]) -> "Prediction":
+    def predict(self, docs: Iterable[Doc]) -> List[DocEntities]:
         """For each Doc, the best valid BIO sequence of tag ids, its entities,
         and their probabilities (none without a `spans_key`). No side effects."""
         docs = list(docs)
-        prediction = Prediction(
-            tag_ids=[numpy.zeros((0,), dtype="int64") for _ in docs],
-            entities=[numpy.zeros((0, 3), dtype="int64") for _ in docs],
-            probabilities=[numpy.zeros((0,), dtype="float32") for _ in docs],
-        )
+        prediction = [DocEntities.empty() for _ in docs]
         # Empty Docs have no rows for the encoder to fill, so they skip the model.
         non_empty = [i for i, doc in enumerate(docs) if len(doc)]
         if non_empty:
             emissions = {}
             for sub_batch in length_sorted_splits(docs, non_empty, self.cfg["encoder_sub_batches"]):
                 emissions.update(zip(sub_batch, self.model.predict([docs[i] for i in sub_batch])))
-            decoded = self._decode([emissions[i] for i in non_empty], [blank_tokens(docs[i]) for i in non_empty])
-            for field, values in zip(prediction, decoded):
-                for i, value in zip(non_empty, values):
-                    field[i] = value
+            decoded = self.head.decode(
+                [emissions[i] for i in non_empty],
+                [blank_tokens(docs[i]) for i in non_empty],
+                probabilities=self.spans_key is not None,
+            )
+            for i, found in zip(non_empty, decoded):
+                prediction[i] = found
         return prediction
 
-    def set_annotations(self, docs: Iterable[Doc], prediction: "Prediction") -> None:
+    def set_annotations(self, docs: Iterable[Doc], prediction: List[DocEntities]) -> None:
         """Set `doc.ents` from the predicted entities, replacing earlier ones,
         and `doc.spans[spans_key]` with their probabilities."""
         labels = [parse_tag(tag)[0].label for tag in self.tags]
-        for doc, entities, probabilities in zip(docs, prediction.entities, prediction.probabilities):
-            spans = [Span(doc, first, last + 1, label=labels[begin]) for first, last, begin in entities.tolist()]
+        for doc, found in zip(docs, prediction):
+            spans = [
+                Span(doc, start, end, label=labels[tag])
+                for start, end, tag in zip(found.starts.tolist(), found.ends.tolist(), found.begin_tags.tolist())
+            ]
             doc.ents = spans
             if self.spans_key is not None:
                 doc.spans[self.spans_key] = SpanGroup(
-                    doc, name=self.spans_key, spans=spans, attrs={"scores": probabilities}
+                    doc, name=self.spans_key, spans=spans, attrs={"scores": found.probabilities}
                 )
 
     def update(
@@ -241,22 +233,18 @@ class BertCrfNer(TrainablePipe):
 
         For the CRF head the loss *is* the CRF: computing it also puts the
         gradients of the transition scores on the head's parameters, where
-        `finish_update` applies them (with their own learning rate).
+        `finish_update` applies them (with their own learning rate; see heads.py).
         """
         examples = list(examples)
         validate_examples(examples, "BertCrfNer.get_loss")
-        ops = self.model.ops
-        padded = xp2torch(ops.pad(emissions), requires_grad=True)
-        mask = self._mask([len(rows) for rows in emissions], padded.device)
         tag_index = {tag: i for i, tag in enumerate(self.tags)}
-        gold = torch.nn.utils.rnn.pad_sequence(
-            [torch.as_tensor(self._gold_tag_ids(eg, tag_index), device=padded.device) for eg in examples],
-            batch_first=True,
-        )
-        loss = head_module(self.model).loss(padded, gold, mask) / mask.sum()
-        loss.backward()
-        d_emissions = ops.unpad(torch2xp(padded.grad), [len(rows) for rows in emissions])
-        return loss.item(), d_emissions
+        gold = [numpy.asarray(self._gold_tag_ids(eg, tag_index), dtype="int64") for eg in examples]
+        return self.head.loss(emissions, gold)
+
+    @property
+    def head(self) -> HeadAdapter:
+        """The sequence head of the initialised model, over thinc arrays."""
+        return HeadAdapter(head_module(self.model), self.tags, self.model.ops)
 
     def _gold_tag_ids(self, example: Example, tag_index: Dict[str, int]) -> List[int]:
         """The reference's BIO tags as ids, aligned to the predicted tokens.
@@ -280,38 +268,6 @@ class BertCrfNer(TrainablePipe):
                 )
             ids.append(tag_index[tag])
         return ids
-
-    def _decode(self, emissions: List[Floats2d], blanks: List[numpy.ndarray]) -> "Prediction":
-        padded = xp2torch(self.model.ops.pad(emissions))
-        lengths = [len(rows) for rows in emissions]
-        mask = self._mask(lengths, padded.device)
-        blank = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(row) for row in blanks], batch_first=True).to(
-            padded.device
-        )
-        tags = tuple(self.tags)
-        allowed = TransitionMasks.for_tags(tags, padded.device)
-        head = head_module(self.model)
-        with torch.no_grad():
-            paths = head.decode(padded, mask, allowed, blank)
-            spans = entity_spans(paths, mask, inside_tags(tags, padded.device))
-            if self.spans_key is None:
-                flat_probabilities = numpy.zeros((len(spans),), dtype="float32")
-            else:
-                flat_probabilities = head.entity_probabilities(padded, mask, spans, allowed, blank).cpu().numpy()
-        spans = spans.cpu().numpy()
-        # Per Doc: (first, last, begin tag) of its entities, in order.
-        splits = numpy.cumsum(numpy.bincount(spans[:, 0], minlength=len(lengths)))[:-1]
-        paths = paths.cpu().numpy()
-        return Prediction(
-            tag_ids=[path[:length] for path, length in zip(paths, lengths)],
-            entities=numpy.split(spans[:, [1, 2, 3]], splits),
-            probabilities=numpy.split(flat_probabilities, splits),
-        )
-
-    @staticmethod
-    def _mask(lengths: Sequence[int], device) -> torch.Tensor:
-        lengths = torch.as_tensor(lengths, device=device)
-        return torch.arange(int(lengths.max()), device=device) < lengths.unsqueeze(1)
 
     def _build_head(self) -> None:
         # The head's torch module is sized by the label count, which only the
