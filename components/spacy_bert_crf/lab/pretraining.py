@@ -27,6 +27,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import time
 from array import array
 from dataclasses import asdict, dataclass
@@ -437,9 +438,10 @@ def export_encoder(pretrained_dir: PathLike, output_dir: PathLike, half: bool = 
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     AutoTokenizer.from_pretrained(pretrained_dir).save_pretrained(output_dir)
-    summary = Path(pretrained_dir) / "pretraining.json"
-    if summary.exists():
-        (output_dir / "pretraining.json").write_text(summary.read_text(encoding="utf-8"), encoding="utf-8")
+    # The summary and the loss curve say how it was made (the report reads both).
+    for name in ("pretraining.json", "pretraining_log.jsonl"):
+        if (Path(pretrained_dir) / name).exists():
+            shutil.copyfile(Path(pretrained_dir) / name, output_dir / name)
     return output_dir
 
 
