@@ -6,11 +6,12 @@ import shutil
 import numpy
 import pytest
 import spacy
+import torch
 from spacy.training import Example
 from thinc.api import Adam
 
 from conftest import ASSETS, tagger_config
-from spacy_bert_crf.char_encoder import char_bert_module
+from spacy_bert_crf.char_encoder import CharBert, char_bert_module
 from spacy_bert_crf.char_inputs import CharVocab, fold, load_vectors
 from spacy_bert_crf.lab.encoders import CHAR_VECTOR_STD, EncoderShape, build_encoder
 
@@ -128,3 +129,40 @@ def test_shipped_character_vectors_initialise_an_encoder(tmp_path):
 
     assert cosine("北", "南") > cosine("北", "吃") + 0.1
     assert cosine("月", "日") > cosine("月", "猫") + 0.1
+
+
+SHIPPED_ENCODER = ASSETS / "encoder"
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("中华人民共[MASK]国", "和"),
+        ("今天天气很[MASK]。", "好"),
+        ("他在北[MASK]大学读书", "京"),
+        ("上海是一个大城[MASK]。", "市"),
+        ("我们要坚持改革开[MASK]", "放"),
+    ],
+)
+def test_the_shipped_encoder_fills_in_masked_characters(text, answer):
+    """What pretraining taught it: common characters from their context, read one per position."""
+    from transformers import BertForMaskedLM
+
+    model = BertForMaskedLM.from_pretrained(SHIPPED_ENCODER).eval()
+    vocab = CharVocab.from_file(SHIPPED_ENCODER / "vocab.txt")
+    before, after = text.split("[MASK]")
+    ids = [vocab.cls_id, *vocab.ids(before), vocab.index["[MASK]"], *vocab.ids(after), vocab.sep_id]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, len(before) + 1]
+    top = [vocab.tokens[i] for i in logits.topk(5).indices.tolist()]
+    assert answer in top, top
+
+
+def test_the_shipped_encoder_loads_in_the_pipe_with_the_bigrams():
+    summary = json.loads((SHIPPED_ENCODER / "pretraining.json").read_text(encoding="utf-8"))
+    assert summary["corpus_tokens"] > 60_000_000 and summary["steps"] > 0
+    assert "python scripts/pretrain_encoder.py" in (SHIPPED_ENCODER / "PROVENANCE.md").read_text(encoding="utf-8")
+    module = CharBert.from_pretrained(str(SHIPPED_ENCODER), str(SHIPPED / "bigrams.npz"))
+    assert module.vocab.tokens == CharVocab.from_file(ASSETS / "bert-base-chinese" / "vocab.txt").tokens
+    assert module.hidden_size == 256 and len(module.bigram_vocab) == len(load_vectors(SHIPPED / "bigrams.npz")[0]) + 1
+    assert next(module.parameters()).dtype == torch.float32

@@ -50,6 +50,8 @@ TINY_VARS = {
     "char_vectors": "vectors/chars.npz",
 }
 EXPERIMENT_VARS = {
+    # compare-init's "pretrained": this project's own pretrain-encoder run (the default is the shipped encoder).
+    "pretrained": "encoders/pretrained",
     "experiment_steps": 6,
     "experiment_eval_frequency": 3,
     "pretrain_steps": 3,
@@ -188,14 +190,16 @@ def test_benchmark_command_writes_its_tables(project):
 
 @pytest.fixture(scope="module")
 def experiments(project) -> Path:
-    """The project after the five comparisons, `figures` and `report`."""
-    for name in (*COMPARISONS, "figures", "report"):
+    """The project after pretraining a tiny encoder, the five comparisons, `figures` and `report`."""
+    for name in ("init-encoder", "pretrain-encoder", *COMPARISONS, "figures", "report"):
         run_project(project, name, {**TINY_VARS, **EXPERIMENT_VARS})
     return project
 
 
 def test_all_writes_every_output(project):
-    assert (project / "encoders/default/config.json").exists()
+    # `all` trains the shipped pretrained encoder, and needs no encoder of its own.
+    assert load_config(project / "training/default/model-best/config.cfg")["paths"]["encoder"] == "assets/encoder"
+    assert not (project / "encoders/default").exists()
     report = json.loads((project / "corpus/test.json").read_text(encoding="utf-8"))
     assert report["sentences"] == 21 and report["empty_sentences"] == 1
     metrics = json.loads((project / "metrics/default.json").read_text(encoding="utf-8"))
