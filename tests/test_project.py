@@ -197,9 +197,8 @@ def experiments(project) -> Path:
 
 
 def test_all_writes_every_output(project):
-    # `all` trains the shipped pretrained encoder, and needs no encoder of its own.
-    assert load_config(project / "training/default/model-best/config.cfg")["paths"]["encoder"] == "assets/encoder"
-    assert not (project / "encoders/default").exists()
+    assert (project / "encoders/default/config.json").exists()
+    assert load_config(project / "training/default/model-best/config.cfg")["paths"]["encoder"] == "encoders/default"
     report = json.loads((project / "corpus/test.json").read_text(encoding="utf-8"))
     assert report["sentences"] == 21 and report["empty_sentences"] == 1
     metrics = json.loads((project / "metrics/default.json").read_text(encoding="utf-8"))
