@@ -78,6 +78,21 @@ def test_loss_is_pytorch_crf_negative_log_likelihood(seed, n_tags, n_steps):
     assert torch.allclose(head.loss(emissions, tags, mask), expected)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n_tags=st.integers(2, 4), n_steps=st.integers(1, 6))
+def test_loss_gradients_are_pytorch_crf_autograd_gradients(seed, n_tags, n_steps):
+    emissions, mask, _ = random_batch(seed, 3, n_steps, n_tags)
+    head = random_head(seed, n_tags)
+    tags = torch.randint(0, n_tags, mask.shape, generator=torch.Generator().manual_seed(seed))
+    inputs = [emissions.requires_grad_(), *head.parameters()]
+    ours = torch.autograd.grad(head.loss(emissions, tags, mask), inputs)
+    # With one step no transition is crossed: autograd then gives None.
+    expected = torch.autograd.grad(-head.crf(emissions, tags, mask, reduction="sum"), inputs, allow_unused=True)
+    for gradient, reference, tensor in zip(ours, expected, inputs):
+        reference = torch.zeros_like(tensor) if reference is None else reference
+        assert torch.allclose(gradient, reference, atol=1e-4)
+
+
 def test_constrained_decode_never_puts_inside_after_outside():
     # Emissions that scream O then I-A: unconstrained decoding follows them.
     emissions = torch.tensor([[[5.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 0.0, 5.0]]])
