@@ -53,6 +53,24 @@ def test_bigram_input_on_and_off(with_bigrams, tiny_encoder, tiny_vectors, pd201
     assert numpy.allclose(rows[2], emissions(nlp, ["12月31日"])[0], atol=1e-5)
 
 
+def test_a_frozen_bigram_table_stays_as_trained_and_stays_frozen_when_saved(tiny_encoder, tiny_vectors, pd2014_docs):
+    nlp = spacy.blank("zh")
+    config = tagger_config(tiny_encoder, bigram_vectors=tiny_vectors / "bigrams.npz")
+    config["model"]["tok2vec"]["train_bigram_vectors"] = False
+    nlp.add_pipe("bert_crf_ner", config=config)
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:8]]
+    optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-2))
+    module = char_bert_module(nlp.get_pipe("bert_crf_ner").model.get_ref("tok2vec"))
+    table, projection = module.bigrams.weight.detach().clone(), module.bigram_projection.weight.detach().clone()
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    assert torch.equal(module.bigrams.weight, table)
+    assert not torch.equal(module.bigram_projection.weight, projection)
+    loaded = spacy.blank("zh").from_config(nlp.config).from_bytes(nlp.to_bytes())
+    loaded_module = char_bert_module(loaded.get_pipe("bert_crf_ner").model.get_ref("tok2vec"))
+    assert not loaded_module.bigrams.weight.requires_grad and loaded_module.bigram_projection.weight.requires_grad
+
+
 def test_saved_pipe_needs_neither_encoder_directory_nor_vectors(tiny_encoder, tiny_vectors, pd2014_docs, tmp_path):
     encoder = shutil.copytree(tiny_encoder, tmp_path / "encoder")
     vectors = shutil.copy(tiny_vectors / "bigrams.npz", tmp_path / "bigrams.npz")

@@ -40,13 +40,24 @@ from .char_inputs import BigramVocab, CharVocab, load_vectors
 class CharBert(nn.Module):
     """BERT over character ids, plus (optionally) a projection of each character's bigram vectors."""
 
-    def __init__(self, config: BertConfig, vocab: CharVocab, bigram_vocab: Optional[BigramVocab], bigram_width: int):
+    def __init__(
+        self,
+        config: BertConfig,
+        vocab: CharVocab,
+        bigram_vocab: Optional[BigramVocab],
+        bigram_width: int,
+        train_bigram_vectors: bool = True,
+    ):
         super().__init__()
         self.bert = BertModel(config, add_pooling_layer=False)
         self.vocab = vocab
         self.bigram_vocab = bigram_vocab
+        self.train_bigram_vectors = train_bigram_vectors
         if bigram_vocab is not None:
             self.bigrams = nn.Embedding(len(bigram_vocab), bigram_width)
+            # Frozen, the table's ~10M numbers get no dense gradient and no
+            # optimizer step each batch; the projection still learns.
+            self.bigrams.weight.requires_grad_(train_bigram_vectors)
             self.bigram_projection = nn.Linear(2 * bigram_width, config.hidden_size, bias=False)
 
     @property
@@ -71,7 +82,9 @@ class CharBert(nn.Module):
         return hidden.reshape(-1, hidden.shape[-1])[rows]
 
     @classmethod
-    def from_pretrained(cls, name: str, bigram_vectors: Optional[str] = None) -> "CharBert":
+    def from_pretrained(
+        cls, name: str, bigram_vectors: Optional[str] = None, train_bigram_vectors: bool = True
+    ) -> "CharBert":
         """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams)."""
         # A checkpoint's pooler (which NER has no use for) is left out: say nothing of it.
         verbosity = transformers_logging.get_verbosity()
@@ -87,7 +100,7 @@ class CharBert(nn.Module):
             bigram_vocab = BigramVocab(keys)
             # Unit scale, and a zero row for unknown bigrams.
             table = numpy.concatenate([numpy.zeros((1, vectors.shape[1]), "float32"), vectors / vectors.std()])
-        module = cls(bert.config, vocab, bigram_vocab, 0 if table is None else table.shape[1])
+        module = cls(bert.config, vocab, bigram_vocab, 0 if table is None else table.shape[1], train_bigram_vectors)
         module.bert.load_state_dict(bert.state_dict())
         if table is not None:
             module.bigrams.weight.data.copy_(torch.from_numpy(table))
@@ -111,6 +124,7 @@ def serialize_char_bert(module: CharBert) -> bytes:
             "vocab": module.vocab.tokens,
             "bigram_keys": None if bigram_vocab is None else bigram_vocab.keys,
             "bigram_width": module.bigrams.embedding_dim if bigram_vocab is not None else 0,
+            "train_bigram_vectors": module.train_bigram_vectors,
             "state": state.getvalue(),
         }
     )
@@ -124,6 +138,8 @@ def deserialize_char_bert(_module: Optional[CharBert], data: bytes, device: torc
         CharVocab(saved["vocab"]),
         None if keys is None else BigramVocab(keys),
         saved["bigram_width"],
+        # Pipelines saved before the setting existed trained their table.
+        saved.get("train_bigram_vectors", True),
     )
     module.load_state_dict(torch.load(io.BytesIO(saved["state"]), map_location=device))
     return module.to(device)
@@ -205,6 +221,7 @@ def build_char_bert_encoder(
     window: int = 256,
     stride: int = 192,
     mixed_precision: bool = False,
+    train_bigram_vectors: bool = True,
 ) -> Model[List[Doc], List[Floats2d]]:
     """One vector per token from a BERT that reads one character per position.
 
@@ -216,6 +233,9 @@ def build_char_bert_encoder(
     window, stride: characters per window, and the step between windows, for
     texts longer than one window; window + 2 ([CLS], [SEP]) must fit the
     encoder's position embeddings.
+    train_bigram_vectors: whether training updates the bigram table itself
+    (false: only its projection learns, and each step is about a fifth faster
+    on the CPU with the shipped 148k-row table).
     """
     if not 0 < stride <= window:
         raise ValueError(f"stride must be in 1..window ({window}); got {stride}")
@@ -230,7 +250,13 @@ def build_char_bert_encoder(
         _forward,
         init=_init,
         shims=[shim],
-        attrs={"name": name, "bigram_vectors": bigram_vectors or None, "window": window, "stride": stride},
+        attrs={
+            "name": name,
+            "bigram_vectors": bigram_vectors or None,
+            "window": window,
+            "stride": stride,
+            "train_bigram_vectors": train_bigram_vectors,
+        },
     )
 
 
@@ -243,7 +269,8 @@ def char_bert_module(model: Model) -> CharBert:
 
 
 def _init(model: Model, X=None, Y=None) -> None:
-    module = CharBert.from_pretrained(model.attrs["name"], model.attrs["bigram_vectors"])
+    attrs = model.attrs
+    module = CharBert.from_pretrained(attrs["name"], attrs["bigram_vectors"], attrs["train_bigram_vectors"])
     max_positions = module.bert.config.max_position_embeddings
     if model.attrs["window"] + 2 > max_positions:
         raise ValueError(f"window {model.attrs['window']} + 2 exceeds the encoder's {max_positions} positions")
