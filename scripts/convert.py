@@ -31,8 +31,9 @@ def main(
     ),
     dev_every: int = typer.Option(10, "--dev-every", help="With --dev-output: every N-th sentence goes to dev"),
 ):
-    """Convert INPUT_FILE (or TEXT_FILE + TAG_FILE) into OUTPUT_FILE and print a JSON report
-    (of the whole input, before any --dev-output split)."""
+    """Convert INPUT_FILE (or TEXT_FILE + TAG_FILE) into OUTPUT_FILE and print a summary of
+    the whole input (before any --dev-output split): sentences, characters, entities per
+    type and repairs. --report writes the full counts as JSON."""
     *inputs, output_file = paths
     if len(inputs) not in (1, 2):
         raise typer.BadParameter("expected INPUT_FILE OUTPUT_FILE or TEXT_FILE TAG_FILE OUTPUT_FILE")
@@ -54,11 +55,11 @@ def main(
         path.parent.mkdir(parents=True, exist_ok=True)
         # User data holds what a CoNLL line had besides character and tag, for export.py.
         DocBin(docs=split, store_user_data=True).to_disk(path)
-    summary = json.dumps(conversion.to_dict(), ensure_ascii=False, indent=2)
-    print(summary)
+    msg.good(f"Wrote {', '.join(str(path) for path in outputs)}")
+    print(conversion.summary())
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(summary + "\n", encoding="utf-8")
+        report.write_text(json.dumps(conversion.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

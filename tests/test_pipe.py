@@ -121,7 +121,7 @@ def test_settings_come_from_the_config_at_load_time(overfitted, tmp_path):
     plain = spacy.load(
         tmp_path / "nlp", config={"components": {"bert_crf_ner": {"spans_key": None, "encoder_sub_batches": 1}}}
     )
-    assert plain.get_pipe("bert_crf_ner").cfg["encoder_sub_batches"] == 1
+    assert plain.get_pipe("bert_crf_ner").encoder_sub_batches == 1
     doc = plain(text)
     assert "ents" not in doc.spans and ents(doc) == ents(nlp(text))
     assert spacy.load(tmp_path / "nlp").get_pipe("bert_crf_ner").spans_key == "ents"
@@ -129,7 +129,7 @@ def test_settings_come_from_the_config_at_load_time(overfitted, tmp_path):
 
 def test_no_spans_key_skips_the_probabilities(tiny_encoder, pd2014_docs):
     nlp = build_nlp(tiny_encoder)
-    nlp.get_pipe("bert_crf_ner").cfg["spans_key"] = None
+    nlp.get_pipe("bert_crf_ner").spans_key = None
     nlp.initialize(lambda: train_examples(nlp, pd2014_docs[:4]))
     doc = nlp(pd2014_docs[0].text)
     assert "ents" not in doc.spans

@@ -23,10 +23,14 @@ def test_convert_writes_docbin_and_report(tmp_path):
         tmp_path / "r.json",
     )
     assert result.returncode == 0, result.stderr
-    printed = json.loads(result.stdout)
-    assert printed == json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
-    assert printed["sentences"] == 3 and printed["empty_sentences"] == 1
-    assert printed["repairs"]["stray_inside"] == {"T": 1}
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert report["sentences"] == 3 and report["empty_sentences"] == 1
+    assert report["repairs"]["stray_inside"] == {"T": 1}
+    # The console gets a short table of the same counts, not the JSON.
+    printed = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert "sentences 3 (1 empty, 0 unannotated)" in printed
+    assert "entities LOC 2" in printed and "repairs stray_inside 1 (T 1)" in printed
+    assert len(printed) < 15
     docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("zh").vocab))
     assert [doc.text for doc in docs] == ["平壤1月1日", "", "我爱北京"]
     assert [ent.text for ent in docs[2].ents] == ["北京"]
@@ -70,9 +74,11 @@ JSONL = '{"text": "四川", "entities": [[0, 2, "LOC"]]}\n{"text": "没有标注
 )
 def test_convert_reads_one_file_of_any_format(tmp_path, name, text, options, expected):
     (tmp_path / name).write_text(text, encoding="utf-8")
-    result = invoke_script("convert.py", tmp_path / name, tmp_path / "out.spacy", *options)
+    result = invoke_script(
+        "convert.py", tmp_path / name, tmp_path / "out.spacy", "--report", tmp_path / "report.json", *options
+    )
     assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert {key: report[key] for key in expected} == expected
     assert len(DocBin().from_disk(tmp_path / "out.spacy")) == report["sentences"]
 

@@ -4,18 +4,24 @@ The model maps Docs to per-token emission scores, `List[Floats2d]`, one row per
 token and one column per tag. Its last layer, found by `model.get_ref("head")`,
 is the sequence head (`crf.CRFHead` or `crf.SoftmaxHead`): an identity on the
 emissions that owns the head's torch module, so that its parameters are
-serialised, moved to the GPU and updated by the optimizer like any other. The
-pipe calls the module for the loss and for decoding.
+serialised, moved to the GPU and updated by the optimizer like any other. Its
+shim saves the module's class and size with the weights and rebuilds it from
+them on load (as spacy-transformers' `HFShim.from_bytes` does), so a pipe
+loads without knowing its tag count first. The pipe calls the module for the
+loss and for decoding.
 
 The number of tags is not known when the model is built: the pipe reads the
 labels from data at `initialize` (or from disk) and calls `set_num_tags`.
 """
 
+import io
 from typing import Callable, List, Optional, Tuple, Type
 
+import srsly
+import torch
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Linear, Model, Optimizer, PyTorchShim, chain, with_array
+from thinc.api import Linear, Model, Optimizer, PyTorchShim, chain, get_torch_default_device, with_array
 from thinc.types import Floats2d
 from torch import nn
 
@@ -71,22 +77,31 @@ def set_num_tags(model: Model, num_tags: int) -> None:
 
 def head_module(model: Model) -> nn.Module:
     """The torch module (CRFHead or SoftmaxHead) of an initialised model."""
-    head = model.get_ref("head")
-    if not head.shims:
+    module = model.get_ref("head").shims[0]._model
+    if module is None:
         raise ValueError("The sequence head has no module yet: initialize the model first.")
-    return head.shims[0]._model
+    return module
+
+
+def has_head_module(model: Model) -> bool:
+    """Whether the model's sequence head has been initialised (or loaded)."""
+    return model.get_ref("head").shims[0]._model is not None
 
 
 def sequence_head(
     head_class: Type[nn.Module], nO: Optional[int], learn_rate_scale: float
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """A thinc layer that passes emissions through and owns a head module."""
+    shim = LearnRateScaledShim(
+        None, learn_rate_scale, serialize_model=_serialize_head, deserialize_model=_deserialize_head
+    )
     return Model(
         "sequence_head",
         _identity_forward,
         init=_init_sequence_head,
         dims={"nO": nO},
-        attrs={"head_class": head_class.__name__, "learn_rate_scale": learn_rate_scale},
+        shims=[shim],
+        attrs={"head_class": head_class.__name__},
     )
 
 
@@ -100,7 +115,20 @@ def _identity_forward(model: Model, emissions: List[Floats2d], is_train: bool) -
 def _init_sequence_head(model: Model, X=None, Y=None) -> None:
     # Like any thinc init, this (re)creates the parameters, at the current size.
     module = _HEAD_CLASSES[model.attrs["head_class"]](model.get_dim("nO"))
-    model.shims[:] = [LearnRateScaledShim(module, model.attrs["learn_rate_scale"])]
+    model.shims[0]._model = module.to(get_torch_default_device())
+
+
+def _serialize_head(module: nn.Module) -> bytes:
+    state = io.BytesIO()
+    torch.save(module.state_dict(), state)
+    return srsly.msgpack_dumps({"class": type(module).__name__, "num_tags": module.num_tags, "state": state.getvalue()})
+
+
+def _deserialize_head(_module: Optional[nn.Module], data: bytes, device: torch.device) -> nn.Module:
+    saved = srsly.msgpack_loads(data)
+    module = _HEAD_CLASSES[saved["class"]](saved["num_tags"])
+    module.load_state_dict(torch.load(io.BytesIO(saved["state"]), map_location=device))
+    return module.to(device)
 
 
 class LearnRateScaledShim(PyTorchShim):
@@ -112,8 +140,8 @@ class LearnRateScaledShim(PyTorchShim):
     the update step here passes it for every parameter of this module.
     """
 
-    def __init__(self, module: nn.Module, learn_rate_scale: float):
-        super().__init__(module)
+    def __init__(self, module: Optional[nn.Module], learn_rate_scale: float, **kwargs):
+        super().__init__(module, **kwargs)
         self.learn_rate_scale = learn_rate_scale
 
     def finish_update(self, optimizer: Optimizer) -> None:

@@ -53,6 +53,7 @@ from spacy.tokens import Doc, Span
 from spacy.training.iob_utils import biluo_tags_to_spans, doc_to_biluo_tags
 from spacy.util import get_words_and_spaces
 from spacy.vocab import Vocab
+from wasabi import table as text_table
 
 from .schemes import (
     ALL_LETTERS,
@@ -124,6 +125,23 @@ class ConversionReport:
             self.tags.update(doc_to_tags(doc, "-", self.scheme or "bio"))
         else:
             self.unannotated += 1
+
+    def summary(self) -> str:
+        """A few lines for the console: what was read, entities per type, and every repair made."""
+        rows = [
+            ["format, scheme", f"{self.format}, {self.scheme or '-'}"],
+            ["sentences", f"{self.sentences:,} ({self.empty_sentences:,} empty, {self.unannotated:,} unannotated)"],
+            ["characters", f"{self.characters:,}"],
+        ]
+        rows += [[f"entities {label}", f"{count:,}"] for label, count in sorted(self.entities.items())]
+        rows.append(["entities", f"{sum(self.entities.values()):,}"])
+        for kind, counts in self.repairs.items():
+            if counts:
+                by_label = ", ".join(f"{label} {count:,}" for label, count in sorted(counts.items()))
+                rows.append([f"repairs {kind}", f"{sum(counts.values()):,} ({by_label})"])
+        if not any(self.repairs.values()):
+            rows.append(["repairs", "none"])
+        return text_table(rows, aligns=("l", "r"))
 
     def to_dict(self) -> Dict:
         """A JSON-serialisable summary, counts sorted by label; every repair kind is listed."""

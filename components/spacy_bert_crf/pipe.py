@@ -2,25 +2,22 @@
 
 import warnings
 from itertools import islice
-from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Sized, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Sized, Tuple
 
 import numpy
-import srsly
 from spacy.language import Language
-from spacy.pipeline.pipe import deserialize_config
 from spacy.pipeline.trainable_pipe import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.training.iob_utils import biluo_to_iob
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
-from .architectures import head_module, set_num_tags
+from .architectures import has_head_module, head_module, set_num_tags
 from .char_inputs import is_blank
+from .gold import UnknownTagError, aligned_iob, tag_ids
 from .heads import DocEntities, HeadAdapter
-from .schemes import OUTSIDE, bio_tags, parse_tag
+from .schemes import bio_tags, parse_tag
 from .scoring import score_ner
 
 DEFAULT_MODEL_CONFIG = """
@@ -117,16 +114,17 @@ class BertCrfNer(TrainablePipe):
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg = {"labels": [], "spans_key": spans_key, "encoder_sub_batches": encoder_sub_batches}
+        # Only the labels are saved with the pipe (cfg): the settings are the
+        # config's, so a user's load-time override of them holds.
+        self.cfg = {"labels": []}
+        self.spans_key = spans_key
+        self.encoder_sub_batches = encoder_sub_batches
+        self._warned_missing = False
 
     @property
     def labels(self) -> Tuple[str, ...]:
         """The entity types this pipe predicts."""
         return tuple(self.cfg["labels"])
-
-    @property
-    def spans_key(self) -> Optional[str]:
-        return self.cfg["spans_key"]
 
     @property
     def label_data(self) -> List[str]:
@@ -142,7 +140,7 @@ class BertCrfNer(TrainablePipe):
         """Add an entity type before the model is initialised."""
         if label in self.labels:
             return 0
-        if self.model.get_ref("head").shims:
+        if has_head_module(self.model):
             raise ValueError(f"Cannot add label {label!r} to '{self.name}': its model is already initialised.")
         self.cfg["labels"].append(label)
         return 1
@@ -177,7 +175,7 @@ class BertCrfNer(TrainablePipe):
         non_empty = [i for i, doc in enumerate(docs) if len(doc)]
         if non_empty:
             emissions = {}
-            for sub_batch in length_sorted_splits(docs, non_empty, self.cfg["encoder_sub_batches"]):
+            for sub_batch in length_sorted_splits(docs, non_empty, self.encoder_sub_batches):
                 emissions.update(zip(sub_batch, self.model.predict([docs[i] for i in sub_batch])))
             decoded = self.head.decode(
                 [emissions[i] for i in non_empty],
@@ -237,64 +235,37 @@ class BertCrfNer(TrainablePipe):
         """
         examples = list(examples)
         validate_examples(examples, "BertCrfNer.get_loss")
-        tag_index = {tag: i for i, tag in enumerate(self.tags)}
-        gold = [numpy.asarray(self._gold_tag_ids(eg, tag_index), dtype="int64") for eg in examples]
-        return self.head.loss(emissions, gold)
+        return self.head.loss(emissions, [self._gold_tag_ids(eg) for eg in examples])
+
+    def score(self, examples: Iterable[Example], **kwargs):
+        """The scorer's entity P/R/F and token accuracy, with the calibration
+        of the probabilities in `doc.spans[spans_key]` where they are kept."""
+        return super().score(examples, **{"spans_key": self.spans_key, **kwargs})
 
     @property
     def head(self) -> HeadAdapter:
         """The sequence head of the initialised model, over thinc arrays."""
         return HeadAdapter(head_module(self.model), self.tags, self.model.ops)
 
-    def _gold_tag_ids(self, example: Example, tag_index: Dict[str, int]) -> List[int]:
-        """The reference's BIO tags as ids, aligned to the predicted tokens.
+    def _gold_tag_ids(self, example: Example) -> numpy.ndarray:
+        """The reference's BIO tag ids, aligned to the predicted tokens (gold.py).
 
         Tokens without gold annotation (missing or misaligned) count as `O`:
-        a CRF needs a complete sequence. A warning says how many there were.
+        a CRF needs a complete sequence. The first batch that has any says so,
+        once per pipe, so that a long run does not repeat it every step.
         """
-        iob = biluo_to_iob(example.get_aligned_ner())
-        missing = sum(tag in (None, "-") for tag in iob)
-        if missing:
+        codes, types = aligned_iob(example)
+        try:
+            ids, missing = tag_ids(codes, types, self.tags, example.reference.vocab.strings)
+        except UnknownTagError as error:
+            raise ValueError(
+                f"'{self.name}' has no label {error.label!r}: its labels are {list(self.labels)}. "
+                "Initialise it on data that has every entity type."
+            ) from None
+        if missing and not self._warned_missing:
+            self._warned_missing = True
             warnings.warn(
-                f"'{self.name}': {missing} of {len(iob)} tokens have no gold entity tag; they are trained as 'O'."
+                f"'{self.name}': {missing} of {len(ids)} tokens of a training Doc have no gold entity tag; "
+                "they are trained as 'O' (said once, for the first such Doc)."
             )
-        ids = []
-        for tag in iob:
-            tag = OUTSIDE if tag in (None, "-") else tag
-            if tag not in tag_index:
-                raise ValueError(
-                    f"'{self.name}' has no tag {tag!r}: its labels are {list(self.labels)}. "
-                    "Initialise it on data that has every entity type."
-                )
-            ids.append(tag_index[tag])
         return ids
-
-    def _build_head(self) -> None:
-        # The head's torch module is sized by the label count, which only the
-        # saved cfg knows: build it before the model's bytes are loaded into it.
-        set_num_tags(self.model, len(self.tags))
-        self.model.get_ref("head").initialize()
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertCrfNer":
-        settings = self._settings()
-        if "cfg" not in exclude:
-            self.cfg.update(srsly.json_loads(srsly.msgpack_loads(bytes_data)["cfg"]))
-        self._build_head()
-        super().from_bytes(bytes_data, exclude=exclude)
-        self.cfg.update(settings)
-        return self
-
-    def from_disk(self, path, *, exclude=tuple()) -> "BertCrfNer":
-        settings = self._settings()
-        cfg_path = Path(path) / "cfg"
-        if "cfg" not in exclude and cfg_path.exists():
-            self.cfg.update(deserialize_config(cfg_path))
-        self._build_head()
-        super().from_disk(path, exclude=exclude)
-        self.cfg.update(settings)
-        return self
-
-    def _settings(self) -> Dict[str, object]:
-        # The factory's settings come from the config, which a user may
-        # override at load time; only the labels are the saved cfg's to give.
-        return {key: self.cfg[key] for key in ("spans_key", "encoder_sub_batches")}

@@ -8,15 +8,17 @@ right, the figure the report gave (99.65% on its dev set). Its key is
 """
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import numpy
 from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.tokens import DocBin
 from spacy.training import Example
-from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import registry
+from wasabi import MarkdownRenderer
+
+from .gold import tag_accuracy
 
 
 def score_ner(examples: Iterable[Example], *, spans_key: Optional[str] = None, **kwargs) -> Dict[str, Any]:
@@ -76,21 +78,6 @@ def evaluate_on(nlp: Language, data_path: Union[str, Path]) -> Dict[str, Any]:
     return scores
 
 
-def tag_accuracy(examples: Iterable[Example]) -> float:
-    """The share of annotated tokens whose BIO tag (prefix and label) is right."""
-    correct = total = 0
-    for example in examples:
-        if not example.reference.has_annotation("ENT_IOB"):
-            continue
-        gold = biluo_to_iob(example.get_aligned_ner())
-        predicted = biluo_to_iob(doc_to_biluo_tags(example.predicted))
-        for gold_tag, predicted_tag in zip(gold, predicted):
-            if gold_tag not in (None, "-"):
-                total += 1
-                correct += gold_tag == predicted_tag
-    return correct / total if total else 0.0
-
-
 @registry.scorers("spacy_bert_crf.ner_scorer.v1")
 def make_ner_scorer() -> Callable[..., Dict[str, Any]]:
     return score_ner
@@ -98,27 +85,31 @@ def make_ner_scorer() -> Callable[..., Dict[str, Any]]:
 
 def scores_table(scores: Dict[str, Any]) -> str:
     """A Markdown table of entity P/R/F (overall, then per type) and token accuracy."""
-    rows = ["| | P | R | F |", "|---|---:|---:|---:|"]
-    rows.append(_prf_row("all entities", scores["ents_p"], scores["ents_r"], scores["ents_f"]))
+    rows = [_prf_row("all entities", scores["ents_p"], scores["ents_r"], scores["ents_f"])]
     for label, prf in sorted((scores.get("ents_per_type") or {}).items()):
         rows.append(_prf_row(label, prf["p"], prf["r"], prf["f"]))
-    rows.append(f"\nToken (BIO tag) accuracy: {100 * scores['ents_tag_acc']:.2f}%")
-    return "\n".join(rows)
+    table = MarkdownRenderer().table(rows, ["", "P", "R", "F"], aligns=("l", "r", "r", "r"))
+    return f"{table}\n\nToken (BIO tag) accuracy: {100 * scores['ents_tag_acc']:.2f}%"
 
 
 def calibration_table(calibration: Dict[str, Any]) -> str:
     """A Markdown reliability table: per probability bin, entities, mean probability and precision."""
-    rows = ["| probability | entities | mean probability | precision |", "|---|---:|---:|---:|"]
-    for row in calibration["bins"]:
-        rows.append(
-            f"| {row['low']:.1f}–{row['high']:.1f} | {row['entities']} | "
-            f"{100 * row['mean_probability']:.2f} | {100 * row['precision']:.2f} |"
-        )
-    rows.append(
-        f"\n{calibration['entities']} predicted entities; expected calibration error {100 * calibration['ece']:.2f} points."
+    rows = [
+        [
+            f"{row['low']:.1f}–{row['high']:.1f}",
+            f"{row['entities']:,}",
+            f"{100 * row['mean_probability']:.2f}",
+            f"{100 * row['precision']:.2f}",
+        ]
+        for row in calibration["bins"]
+    ]
+    header = ["probability", "entities", "mean probability", "precision"]
+    table = MarkdownRenderer().table(rows, header, aligns=("l", "r", "r", "r"))
+    return (
+        f"{table}\n\n{calibration['entities']} predicted entities; "
+        f"expected calibration error {100 * calibration['ece']:.2f} points."
     )
-    return "\n".join(rows)
 
 
-def _prf_row(name: str, p: float, r: float, f: float) -> str:
-    return f"| {name} | {100 * p:.2f} | {100 * r:.2f} | {100 * f:.2f} |"
+def _prf_row(name: str, p: float, r: float, f: float) -> List[str]:
+    return [name, f"{100 * p:.2f}", f"{100 * r:.2f}", f"{100 * f:.2f}"]

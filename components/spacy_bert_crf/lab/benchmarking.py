@@ -43,13 +43,14 @@ import torch
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
-from spacy.training.iob_utils import biluo_to_iob, doc_to_biluo_tags
 from spacy.util import fix_random_seed
 from tqdm import tqdm
+from wasabi import MarkdownRenderer
 
 from ..architectures import head_module
 from ..crf import CRFHead, TransitionMasks
 from ..formats import PathLike, read_docs
+from ..gold import doc_iob, tag_ids
 from ..pipe import BertCrfNer, length_sorted_splits
 from ..schemes import bio_tags
 
@@ -334,7 +335,7 @@ class _PlainTagger:
             self.linear.weight.copy_(torch.as_tensor(output.ops.to_numpy(output.get_param("W"))))
             self.linear.bias.copy_(torch.as_tensor(output.ops.to_numpy(output.get_param("b"))))
         self.head = head_module(ner.model).to(self.device)
-        self.sub_batches = ner.cfg["encoder_sub_batches"]
+        self.sub_batches = ner.encoder_sub_batches
         self.tags = tuple(ner.tags)
         self.allowed = TransitionMasks.for_tags(self.tags, self.device)
 
@@ -406,8 +407,7 @@ def _measure_torch_loop(
 
 def _train_torch_loop(tagger: _PlainTagger, gold: Sequence[Doc], settings: BenchmarkSettings) -> float:
     """Training chars/s of (b): BERT, linear layer and CRF loss, with AdamW."""
-    tag_index = {tag: i for i, tag in enumerate(tagger.tags)}
-    gold_ids = [[tag_index[tag] for tag in biluo_to_iob(doc_to_biluo_tags(doc))] for doc in gold]
+    gold_ids = [tag_ids(*doc_iob(doc), tagger.tags, doc.vocab.strings)[0].tolist() for doc in gold]
     samples = list(zip(_texts(gold), gold_ids))
     parameters = [*tagger.bert.parameters(), *tagger.linear.parameters(), *tagger.head.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=5e-5)
@@ -593,51 +593,83 @@ SYSTEM_TITLES = {
 def benchmark_tables(report: Dict[str, Any]) -> str:
     """Markdown: the systems, the decoders, and the targets."""
     results, summary = report["systems"], report["summary"]
-    lines = [
-        f"Device: {summary['device']}. Encoder: {report['encoder_shape']}; {report['sentences']} sentences, "
-        f"{report['chars']} characters, batch size {report['settings']['batch_size']}, "
-        f"inference: the fastest of {report['settings']['inference_passes']} passes, "
-        f"mixed precision {'on' if report['settings']['mixed_precision'] else 'off'}. Command: `{report['command']}`.",
-        "",
-        "| system | inference chars/s | decode share | entity probabilities share | training chars/s | peak RSS (MiB; training included where timed) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    markdown = MarkdownRenderer()
+    system_rows = []
     for name, title in SYSTEM_TITLES.items():
         result = results[name]
         shares = [f"{100 * result[key]:.2f}%" if key in result else "–" for key in ("crf_share", "probability_share")]
         train = f"{result['train_chars_per_s']:,.0f}" if "train_chars_per_s" in result else "–"
-        lines.append(
-            f"| {title} | {result['chars_per_s']:,.0f} | {' | '.join(shares)} | {train} | {result['peak_rss_mib']:,.0f} |"
-        )
+        system_rows.append([title, f"{result['chars_per_s']:,.0f}", *shares, train, f"{result['peak_rss_mib']:,.0f}"])
+    system_header = [
+        "system",
+        "inference chars/s",
+        "decode share",
+        "entity probabilities share",
+        "training chars/s",
+        "peak RSS (MiB; training included where timed)",
+    ]
     decoders = results["decoders"]
     batch_size, n_steps, n_tags = decoders["shape"]
-    lines += [
-        "",
-        f"Decoding alone, {batch_size} × {n_steps} steps × {n_tags} tags, median of {report['settings']['decode_repeats']}:",
-        "",
-        "| decoder | seconds |",
-        "|---|---:|",
-        f"| ours, BIO-constrained | {decoders['our_decode_s']:.5f} |",
-        f"| ours, unconstrained (same paths as pytorch-crf: {decoders['paths_equal']}) | {decoders['our_unconstrained_decode_s']:.5f} |",
-        f"| pytorch-crf `decode` | {decoders['pytorch_crf_decode_s']:.5f} |",
-        "",
-        f"Model FLOPs: {summary['model_flops_per_char']:,} per character forward (one wordpiece per character); "
-        f"inference {summary['inference_tflops_per_s']} TFLOP/s, training {summary['train_tflops_per_s']} TFLOP/s"
-        + (
-            f"; MFU {100 * summary['inference_mfu']:.2f}% inference, {100 * summary['train_mfu']:.2f}% training."
-            if summary["inference_mfu"] is not None
-            else "; no MFU (no known peak for this device)."
-        ),
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
-        f"| (a) ≥ 0.95 × (b) | (a)/(b) = {results['pipeline']['chars_per_s'] / results['torch_loop']['chars_per_s']:.3f}; "
-        f"without probabilities, (a′)/(b) = {results['pipeline_without_probabilities']['chars_per_s'] / results['torch_loop']['chars_per_s']:.3f} | {_yes(summary['targets']['pipeline_at_least_0.95_torch_loop'])} |",
-        f"| CRF decoding ≤ 3% of (a)'s inference time | {100 * summary['crf_decode_share']:.2f}% (entity probabilities: {100 * summary['entity_probability_share']:.2f}% more) | {_yes(summary['targets']['crf_decode_share_at_most_3_percent'])} |",
-        f"| our decode ≤ 0.5 × pytorch-crf's | {decoders['our_to_pytorch_crf']:.3f} × | {_yes(summary['targets']['our_decode_at_most_half_pytorch_crf'])} |",
-        f"| (a) ≥ (e) | (a)/(e) = {results['pipeline']['chars_per_s'] / results['spacy_ner']['chars_per_s']:.3f} | {_yes(summary['targets']['pipeline_at_least_spacy_ner'])} |",
+    decoder_rows = [
+        ["ours, BIO-constrained", f"{decoders['our_decode_s']:.5f}"],
+        [
+            f"ours, unconstrained (same paths as pytorch-crf: {decoders['paths_equal']})",
+            f"{decoders['our_unconstrained_decode_s']:.5f}",
+        ],
+        ["pytorch-crf `decode`", f"{decoders['pytorch_crf_decode_s']:.5f}"],
     ]
-    return "\n".join(lines)
+    pipeline, torch_loop = results["pipeline"]["chars_per_s"], results["torch_loop"]["chars_per_s"]
+    without_probabilities = results["pipeline_without_probabilities"]["chars_per_s"]
+    targets = summary["targets"]
+    target_rows = [
+        [
+            "(a) ≥ 0.95 × (b)",
+            f"(a)/(b) = {pipeline / torch_loop:.3f}; without probabilities, (a′)/(b) = {without_probabilities / torch_loop:.3f}",
+            _yes(targets["pipeline_at_least_0.95_torch_loop"]),
+        ],
+        [
+            "CRF decoding ≤ 3% of (a)'s inference time",
+            f"{100 * summary['crf_decode_share']:.2f}% "
+            f"(entity probabilities: {100 * summary['entity_probability_share']:.2f}% more)",
+            _yes(targets["crf_decode_share_at_most_3_percent"]),
+        ],
+        [
+            "our decode ≤ 0.5 × pytorch-crf's",
+            f"{decoders['our_to_pytorch_crf']:.3f} ×",
+            _yes(targets["our_decode_at_most_half_pytorch_crf"]),
+        ],
+        [
+            "(a) ≥ (e)",
+            f"(a)/(e) = {pipeline / results['spacy_ner']['chars_per_s']:.3f}",
+            _yes(targets["pipeline_at_least_spacy_ner"]),
+        ],
+    ]
+    mfu = (
+        f"; MFU {100 * summary['inference_mfu']:.2f}% inference, {100 * summary['train_mfu']:.2f}% training."
+        if summary["inference_mfu"] is not None
+        else "; no MFU (no known peak for this device)."
+    )
+    settings = report["settings"]
+    return "\n".join(
+        [
+            f"Device: {summary['device']}. Encoder: {report['encoder_shape']}; {report['sentences']} sentences, "
+            f"{report['chars']} characters, batch size {settings['batch_size']}, "
+            f"inference: the fastest of {settings['inference_passes']} passes, "
+            f"mixed precision {'on' if settings['mixed_precision'] else 'off'}. Command: `{report['command']}`.",
+            "",
+            markdown.table(system_rows, system_header, aligns=("l", "r", "r", "r", "r", "r")),
+            "",
+            f"Decoding alone, {batch_size} × {n_steps} steps × {n_tags} tags, median of {settings['decode_repeats']}:",
+            "",
+            markdown.table(decoder_rows, ["decoder", "seconds"], aligns=("l", "r")),
+            "",
+            f"Model FLOPs: {summary['model_flops_per_char']:,} per character forward (one wordpiece per character); "
+            f"inference {summary['inference_tflops_per_s']} TFLOP/s, training {summary['train_tflops_per_s']} TFLOP/s"
+            + mfu,
+            "",
+            markdown.table(target_rows, ["target", "measured", "met"]),
+        ]
+    )
 
 
 def _yes(met: bool) -> str:

@@ -24,7 +24,7 @@ import spacy
 from spacy.util import load_config
 from thinc.api import Config
 from transformers import AutoModel
-from wasabi import msg
+from wasabi import MarkdownRenderer, msg
 
 from ..formats import PathLike
 from ..scoring import evaluate_on
@@ -158,22 +158,23 @@ def metrics_table(summary: Dict[str, Any]) -> str:
         "best dev F (step)",
         "train time",
     ]
-    rows = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    rows = []
     for result in summary["variants"]:
         test = result["test"]
         per_type = [_percent(test["ents_per_type"].get(label, {}).get("f")) for label in labels]
-        cells = [
-            result["variant"],
-            _percent(test["ents_p"]),
-            _percent(test["ents_r"]),
-            _percent(test["ents_f"]),
-            *per_type,
-            _percent(test["ents_tag_acc"]),
-            f"{_percent(result['best_dev_f'])} ({result['best_dev_step']})",
-            f"{result['train_seconds'] / 60:.1f} min",
-        ]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+        rows.append(
+            [
+                result["variant"],
+                _percent(test["ents_p"]),
+                _percent(test["ents_r"]),
+                _percent(test["ents_f"]),
+                *per_type,
+                _percent(test["ents_tag_acc"]),
+                f"{_percent(result['best_dev_f'])} ({result['best_dev_step']})",
+                f"{result['train_seconds'] / 60:.1f} min",
+            ]
+        )
+    return MarkdownRenderer().table(rows, header, aligns=("l", *"r" * (len(header) - 1)))
 
 
 def _percent(value: Optional[float]) -> str:

@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from wasabi import MarkdownRenderer
+
 from ..formats import PathLike
 from ..scoring import calibration_table, scores_table
 from ..training_log import read_training_log
@@ -56,28 +58,39 @@ def _data_section(figures: Dict[str, Any], figures_dir: Path, output: Path) -> s
     counts = figures["label_distribution"]
     splits = list(counts)
     labels = sorted({label for split_counts in counts.values() for label in split_counts})
-    rows = ["| label | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
-    rows += [
-        f"| {label} | " + " | ".join(f"{counts[split].get(label, 0):,}" for split in splits) + " |" for label in labels
-    ]
-    lengths = figures["sentence_lengths"]
-    length_rows = ["| split | sentences | mean | std | mean + 3σ | max |", "|---|---:|---:|---:|---:|---:|"]
-    length_rows += [
-        f"| {split} | {stats['count']:,} | {stats['mean']:.1f} | {stats['std']:.1f} | {stats['mean_plus_3std']:.1f} | {stats['max']:.0f} |"
-        for split, stats in lengths.items()
-    ]
+    markdown = MarkdownRenderer()
+    label_table = markdown.table(
+        [[label, *(f"{counts[split].get(label, 0):,}" for split in splits)] for label in labels],
+        ["label", *splits],
+        aligns=("l", *"r" * len(splits)),
+    )
+    length_table = markdown.table(
+        [
+            [
+                split,
+                f"{stats['count']:,}",
+                f"{stats['mean']:.1f}",
+                f"{stats['std']:.1f}",
+                f"{stats['mean_plus_3std']:.1f}",
+                f"{stats['max']:.0f}",
+            ]
+            for split, stats in figures["sentence_lengths"].items()
+        ],
+        ["split", "sentences", "mean", "std", "mean + 3σ", "max"],
+        aligns=("l", "r", "r", "r", "r", "r"),
+    )
     return "\n".join(
         [
             "## 1. Data",
             "Entities per label and split (from the conversion reports):",
             "",
-            *rows,
+            label_table,
             "",
             _image("Label distribution", figures_dir / "label_distribution.png", output),
             "",
             "Sentence lengths in characters; the report padded to about mean + 3σ:",
             "",
-            *length_rows,
+            length_table,
             "",
             _image("Sentence lengths", figures_dir / "sentence_lengths.png", output),
         ]
