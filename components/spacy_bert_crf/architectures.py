@@ -77,10 +77,9 @@ def set_num_tags(model: Model, num_tags: int) -> None:
 
 def head_module(model: Model) -> nn.Module:
     """The torch module (CRFHead or SoftmaxHead) of an initialised model."""
-    module = model.get_ref("head").shims[0]._model
-    if module is None:
+    if not has_head_module(model):
         raise ValueError("The sequence head has no module yet: initialize the model first.")
-    return module
+    return model.get_ref("head").shims[0]._model
 
 
 def has_head_module(model: Model) -> bool:

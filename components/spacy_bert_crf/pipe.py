@@ -235,7 +235,8 @@ class BertCrfNer(TrainablePipe):
         """
         examples = list(examples)
         validate_examples(examples, "BertCrfNer.get_loss")
-        return self.head.loss(emissions, [self._gold_tag_ids(eg) for eg in examples])
+        tags = self.tags
+        return self.head.loss(emissions, [self._gold_tag_ids(eg, tags) for eg in examples])
 
     def score(self, examples: Iterable[Example], **kwargs):
         """The scorer's entity P/R/F and token accuracy, with the calibration
@@ -247,7 +248,7 @@ class BertCrfNer(TrainablePipe):
         """The sequence head of the initialised model, over thinc arrays."""
         return HeadAdapter(head_module(self.model), self.tags, self.model.ops)
 
-    def _gold_tag_ids(self, example: Example) -> numpy.ndarray:
+    def _gold_tag_ids(self, example: Example, tags: Sequence[str]) -> numpy.ndarray:
         """The reference's BIO tag ids, aligned to the predicted tokens (gold.py).
 
         Tokens without gold annotation (missing or misaligned) count as `O`:
@@ -256,7 +257,7 @@ class BertCrfNer(TrainablePipe):
         """
         codes, types = aligned_iob(example)
         try:
-            ids, missing = tag_ids(codes, types, self.tags, example.reference.vocab.strings)
+            ids, missing = tag_ids(codes, types, tags, example.reference.vocab.strings)
         except UnknownTagError as error:
             raise ValueError(
                 f"'{self.name}' has no label {error.label!r}: its labels are {list(self.labels)}. "
