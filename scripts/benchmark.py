@@ -1,7 +1,8 @@
 """Benchmark the pipe against a plain PyTorch loop, pytorch-crf, spaCy's `ner` and Hugging Face.
 
 Every system tags the same test sentences with the same encoder weights and
-batch size, each in a process of its own (spacy_bert_crf.lab.benchmarking).
+batch size, each in a process of its own (spacy_bert_crf.lab.benchmark_systems);
+the tables are spacy_bert_crf.lab.benchmark_report's.
 """
 
 import json
@@ -18,16 +19,8 @@ import typer
 from transformers import AutoConfig
 from wasabi import msg
 
-from spacy_bert_crf.lab.benchmarking import (
-    SYSTEMS,
-    BenchmarkSettings,
-    benchmark_docs,
-    benchmark_tables,
-    replace_section,
-    run_benchmark,
-    set_up,
-    summarize,
-)
+from spacy_bert_crf.lab.benchmark_report import benchmark_tables, replace_section, summarize
+from spacy_bert_crf.lab.benchmark_systems import SYSTEMS, BenchmarkSettings, benchmark_docs, run_benchmark, set_up
 from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +36,7 @@ def main(
         ROOT / "assets/pd2014/test.txt.gz", "--data", help="Test sentences, in any format convert.py reads"
     ),
     quick: bool = typer.Option(
-        False, "--quick/--full", help="--quick: tiny encoder, 128 sentences, few steps: a smoke run in about a minute"
+        False, "--quick/--full", help="--quick: tiny encoder, 128 sentences, 3 passes, few training steps"
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object (figures, targets, every system) and nothing else to stdout"
@@ -59,8 +52,10 @@ def main(
     ner_train_steps: int = typer.Option(
         20, "--ner-train-steps", help="Training steps of spaCy's ner before it is timed"
     ),
-    passes: int = typer.Option(3, "--passes", help="Timed inference passes over the sentences; the fastest counts"),
-    decode_repeats: int = typer.Option(20, "--decode-repeats", help="Repeats of the decoder comparison (median)"),
+    passes: int = typer.Option(5, "--passes", help="Timed inference passes; the median counts"),
+    min_pass_seconds: float = typer.Option(
+        2.0, "--min-pass-seconds", help="Each pass repeats the work until it has lasted this long"
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for the CPU"),
     mixed_precision: bool = typer.Option(
         False, "--mixed-precision/--fp32", help="fp16 autocast for the encoder (GPU only)"
@@ -75,7 +70,7 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown systems {sorted(unknown)}: choose from {', '.join(SYSTEMS)}")
     if quick:
-        sentences, passes, train_steps, ner_train_steps, decode_repeats = sentences or 128, 1, 3, 3, 5
+        sentences, passes, train_steps, ner_train_steps = sentences or 128, 3, 3, 3
     with tempfile.TemporaryDirectory() as tmp:
         if encoder is None:
             encoder = build_quick_encoder(Path(tmp) / "encoder") if quick else ROOT / "encoders/default"
@@ -83,11 +78,11 @@ def main(
             encoder=str(encoder),
             batch_size=batch_size,
             inference_passes=passes,
+            min_pass_seconds=min_pass_seconds,
             train_steps=train_steps,
             ner_train_steps=ner_train_steps,
             gpu_id=gpu_id,
             mixed_precision=mixed_precision,
-            decode_repeats=decode_repeats,
         )
         gold = benchmark_docs(data, spacy.blank("zh").vocab, limit=sentences)
         texts = [doc.text for doc in gold]

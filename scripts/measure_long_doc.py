@@ -1,25 +1,24 @@
 """Run one long document through a pipeline; print its time and peak memory as JSON.
 
 The text repeats real PD2014 test sentences, joined without separators, cut to
-N characters (spacy_bert_crf.lab.benchmarking.measure_long_doc). With `--sizes`,
-each size runs in a fresh process, so that each peak is its own.
+N characters (spacy_bert_crf.lab.long_documents). With `--sizes`, each size
+runs in a fresh process, so that each peak is its own.
 """
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import List, Optional
 
 import spacy
-import torch
 import typer
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 
 from spacy_bert_crf.formats import read_docs
-from spacy_bert_crf.lab.benchmarking import BenchmarkSettings, long_text, measure_long_doc, untrained_pipeline
+from spacy_bert_crf.lab.benchmark_systems import BenchmarkSettings, untrained_pipeline
 from spacy_bert_crf.lab.encoders import EncoderShape, build_encoder
+from spacy_bert_crf.lab.long_documents import tag_long_document
+from spacy_bert_crf.lab.measuring import in_fresh_process
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEST_DATA = ASSETS / "pd2014" / "test.txt.gz"
@@ -41,27 +40,17 @@ def main(
     """Tag one document of N characters with MODEL; print one JSON object per size."""
     if (model is None) == (not tiny):
         raise typer.BadParameter("give either MODEL or --tiny")
-    if threads is not None:
-        torch.set_num_threads(threads)
     gold, _ = read_docs(TEST_DATA, spacy.blank("zh").vocab)
+    texts = [doc.text for doc in gold]
     with tempfile.TemporaryDirectory() as tmp:
         path, name = (tiny_pipeline(Path(tmp), gold[:10]), "tiny") if tiny else (model, model)
         if not sizes:
-            result = measure_long_doc(path, long_text([doc.text for doc in gold], n_chars))
-            doc = result.pop("doc")
-            if output_dir is not None:
-                output_dir.mkdir(parents=True, exist_ok=True)
-                DocBin(docs=[doc], store_user_data=False).to_disk(output_dir / f"{n_chars}.spacy")
+            result = tag_long_document(path, texts, n_chars, output_dir, threads)
             print(json.dumps({**result, "model": name}))
             return
         for size in (int(size) for size in sizes.split(",")):
-            command = [sys.executable, __file__, str(path), "--n-chars", str(size)]
-            if output_dir is not None:
-                command += ["--output-dir", str(output_dir)]
-            if threads is not None:
-                command += ["--threads", str(threads)]
-            result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-            print(json.dumps({**json.loads(result.stdout.splitlines()[-1]), "model": name}), flush=True)
+            result = in_fresh_process(tag_long_document, str(path), texts, size, output_dir, threads)
+            print(json.dumps({**result, "model": name}), flush=True)
 
 
 def tiny_pipeline(tmp: Path, gold: List[Doc]) -> Path:

@@ -47,7 +47,7 @@ def test_importing_and_loading_leave_malloc_alone(tiny_encoder, pd2014_docs, tmp
 
 
 def test_the_training_configs_pin_the_threshold_before_init():
-    for name in ("default", "default_softmax", "bert_crf", "bert_softmax"):
+    for name in ("default", "bert_crf"):
         section = load_config(ROOT / "configs" / f"{name}.cfg")["initialize"]["before_init"]
         assert section == {"@callbacks": "spacy_bert_crf.pin_mmap_threshold.v1", "threshold": 65536}, name
     callback = registry.resolve({"cb": {"@callbacks": "spacy_bert_crf.pin_mmap_threshold.v1", "threshold": 131072}})[

@@ -8,13 +8,11 @@ import torch
 from transformers import BertConfig, BertModel
 
 from conftest import ASSETS, invoke_script, run_script
-from spacy_bert_crf.lab.benchmarking import (
+from spacy_bert_crf.lab.benchmark_report import encoder_flops_per_token, peak_flops, replace_section
+from spacy_bert_crf.lab.benchmark_systems import (
     BenchmarkSettings,
     _PlainTagger,
     benchmark_docs,
-    encoder_flops_per_token,
-    peak_flops,
-    replace_section,
     token_classifier,
     untrained_pipeline,
 )
@@ -102,7 +100,7 @@ def test_unknown_system_is_an_error():
 
 @pytest.mark.slow
 def test_quick_benchmark_prints_one_json_object():
-    result = run_script("benchmark.py", "--quick", "--json")
+    result = run_script("benchmark.py", "--quick", "--json", "--min-pass-seconds", "0.2")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     keys = [
@@ -125,3 +123,5 @@ def test_quick_benchmark_prints_one_json_object():
     peaks = [system["peak_rss_mib"] for system in report["systems"].values()]
     assert all(peak > 100 for peak in peaks) and len(set(peaks)) > 1
     assert report["inference_mfu"] is None  # no known peak for a CPU
+    for name in ("pipeline", "torch_loop", "hf_pipeline"):
+        assert report["systems"][name]["passes"] == 3 and report["systems"][name]["runs_per_pass"] >= 1

@@ -8,15 +8,12 @@ import json
 import shutil
 
 import pytest
-import spacy
 from spacy.util import load_config
-from thinc.api import Config
 
 from conftest import ROOT
 from spacy_bert_crf.lab.encoders import EncoderShape
 from spacy_bert_crf.lab.experiments import (
     Variant,
-    _config_with_overlay,
     _run_key,
     load_experiment,
     load_settings,
@@ -37,9 +34,9 @@ def test_the_comparisons_are_the_reports_and_the_inputs(experiments_config):
         return load_experiment(experiments_config, name).variants
 
     heads = variants("compare-heads")
-    assert [(v.name, v.config) for v in heads] == [
-        ("crf", "configs/default.cfg"),
-        ("softmax", "configs/default_softmax.cfg"),
+    assert [(v.name, v.config, v.overlay) for v in heads] == [
+        ("crf", "configs/default.cfg", None),
+        ("softmax", "configs/default.cfg", "configs/overlays/softmax_head.cfg"),
     ]
     assert [v.layers for v in variants("compare-layers")] == [1, 2, 4, 6]
     assert [v.encoder for v in variants("compare-init")] == ["random", "vectors", "pretrained"]
@@ -58,7 +55,7 @@ def test_settings_and_command_line_overrides(experiments_config):
     assert settings.char_vectors == "assets/vectors/chars.npz"
     overridden = load_config(
         EXPERIMENTS_CONFIG,
-        overrides={"variables.crf_config": "configs/bert_crf.cfg", "experiment.max_steps": 2000},
+        overrides={"variables.base_config": "configs/bert_crf.cfg", "experiment.max_steps": 2000},
         interpolate=True,
     )
     assert load_settings(overridden).max_steps == 2000
@@ -94,29 +91,6 @@ def test_a_run_is_identified_by_the_config_it_trains(tmp_path):
     assert _run_key(config, "default", {**base, "paths.bigram_vectors": None}, [train]) != key
     train.write_bytes(b"other docs")
     assert _run_key(config, "default", base, [train]) != key
-
-
-def test_an_overlay_replaces_whole_sections_and_keeps_the_rest():
-    plain = _config_with_overlay(Variant(name="default", config=str(ROOT / "configs/default.cfg")))
-    variant = Variant(
-        name="wordpiece",
-        config=str(ROOT / "configs/default.cfg"),
-        overlay=str(ROOT / "configs/overlays/wordpiece_input.cfg"),
-    )
-    config = _config_with_overlay(variant)
-    tok2vec = config["components"]["bert_crf_ner"]["model"]["tok2vec"]
-    assert tok2vec["@architectures"] == "spacy-transformers.Tok2VecTransformer.v3"
-    # Replaced whole: the character encoder's own settings are gone, the overlay's subsections are in.
-    assert "bigram_vectors" not in tok2vec and "window" not in tok2vec
-    assert tok2vec["get_spans"]["window"] == 128 and tok2vec["name"] == "${paths.encoder}"
-    model = config["components"]["bert_crf_ner"]["model"]
-    assert model["crf_learn_rate_scale"] == plain["components"]["bert_crf_ner"]["model"]["crf_learn_rate_scale"]
-    assert config["training"] == plain["training"]
-    # It is a config spaCy resolves, with a pipe that builds.
-    nlp = spacy.util.load_model_from_config(
-        Config().from_str(config.to_str()).interpolate(), auto_fill=True, validate=True
-    )
-    assert nlp.pipe_names == ["bert_crf_ner"]
 
 
 def scores(f: float) -> dict:

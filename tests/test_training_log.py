@@ -139,6 +139,38 @@ def test_the_default_config_logs_with_it(config, nlp_and_scores, tmp_path):
     assert read_training_log(path)[0]["losses"] == {"bert_crf_ner": 1.5}
 
 
+def test_the_end_of_a_run_counts_the_tokens_trained_without_gold(config, pd2014_docs, tmp_path):
+    nlp = load_model_from_config(config, auto_fill=True)
+    labelled = [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:6] if len(doc)]
+    nlp.initialize(lambda: labelled)
+    # References without entity annotation: every token is missing.
+    unlabelled = [Example(nlp.make_doc(doc.text), nlp.make_doc(doc.text)) for doc in pd2014_docs[6:9] if len(doc)]
+    log_step, finalize = make_jsonl_logger(tmp_path / "log.jsonl", progress_bar=None, console_output=False)(
+        nlp, io.StringIO(), stderr := io.StringIO()
+    )
+    with pytest.warns(UserWarning, match="no gold entity tag") as warned:
+        for example in unlabelled:
+            nlp.update([example], sgd=None)
+        nlp.update(labelled[:2], sgd=None)
+    assert len(warned) == 1
+    finalize()
+    count = sum(len(example.predicted) for example in unlabelled)
+    assert nlp.get_pipe("bert_crf_ner").tokens_without_gold == count
+    assert (
+        stderr.getvalue()
+        == f"'bert_crf_ner': {count:,} training tokens had no gold entity tag and were trained as 'O'\n"
+    )
+
+
+def test_a_run_with_every_tag_says_nothing_at_its_end(nlp_and_scores, tmp_path):
+    nlp, _ = nlp_and_scores
+    log_step, finalize = make_jsonl_logger(tmp_path / "log.jsonl", progress_bar=None, console_output=False)(
+        nlp, io.StringIO(), stderr := io.StringIO()
+    )
+    finalize()
+    assert stderr.getvalue() == ""
+
+
 def log_record(step, loss, score):
     return {
         "step": step,

@@ -15,7 +15,8 @@ returns the emissions' gradient, which the pipe backpropagates through the
 encoder with thinc as usual.
 """
 
-from typing import List, NamedTuple, Sequence, Tuple
+from contextlib import nullcontext
+from typing import Callable, ContextManager, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -40,13 +41,26 @@ class DocEntities(NamedTuple):
         return cls(nothing, nothing, nothing, nothing, numpy.zeros((0,), dtype="float32"))
 
 
-class HeadAdapter:
-    """A sequence head (`crf.CRFHead` or `crf.SoftmaxHead`) over thinc arrays, for the tags `tags`."""
+# Called with a stage's name ("decode", "probabilities"), it returns a context
+# manager that times the stage: the benchmarks' hook (lab/measuring.py's StageSeconds).
+StageTimer = Callable[[str], ContextManager]
 
-    def __init__(self, head: SequenceHead, tags: Sequence[str], ops: Ops):
+
+class HeadAdapter:
+    """A sequence head (`crf.CRFHead` or `crf.SoftmaxHead`) over thinc arrays, for the tags `tags`.
+
+    `stage_timer`, if given, times decoding's two stages: the best paths
+    ("decode") and the entity probabilities ("probabilities").
+    """
+
+    def __init__(self, head: SequenceHead, tags: Sequence[str], ops: Ops, stage_timer: Optional[StageTimer] = None):
         self.head = head
         self.tags = tuple(tags)
         self.ops = ops
+        self.stage_timer = stage_timer
+
+    def _stage(self, name: str) -> ContextManager:
+        return self.stage_timer(name) if self.stage_timer is not None else nullcontext()
 
     def loss(self, emissions: List[Floats2d], gold_tag_ids: List[Ints1d]) -> Tuple[float, List[Floats2d]]:
         """The head's loss per token over the batch, and its gradient for each Doc's emissions."""
@@ -73,10 +87,12 @@ class HeadAdapter:
         blank = blank.to(padded.device)
         allowed = TransitionMasks.for_tags(self.tags, padded.device)
         with torch.no_grad():
-            paths = self.head.decode(padded, mask, allowed, blank)
-            spans = entity_spans(paths, mask, inside_tags(self.tags, padded.device))
+            with self._stage("decode"):
+                paths = self.head.decode(padded, mask, allowed, blank)
+                spans = entity_spans(paths, mask, inside_tags(self.tags, padded.device))
             if probabilities:
-                scores = self.head.entity_probabilities(padded, mask, spans, allowed, blank).cpu().numpy()
+                with self._stage("probabilities"):
+                    scores = self.head.entity_probabilities(padded, mask, spans, allowed, blank).cpu().numpy()
             else:
                 scores = numpy.zeros((len(spans),), dtype="float32")
         # spans: one row per entity of the batch, (doc, first token, last token, begin tag).

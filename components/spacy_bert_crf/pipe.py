@@ -16,7 +16,7 @@ from thinc.types import Floats2d
 from .architectures import has_head_module, head_module, set_num_tags
 from .char_inputs import is_blank
 from .gold import UnknownTagError, aligned_iob, tag_ids
-from .heads import DocEntities, HeadAdapter
+from .heads import DocEntities, HeadAdapter, StageTimer
 from .schemes import bio_tags, parse_tag
 from .scoring import score_ner
 
@@ -119,7 +119,11 @@ class BertCrfNer(TrainablePipe):
         self.cfg = {"labels": []}
         self.spans_key = spans_key
         self.encoder_sub_batches = encoder_sub_batches
-        self._warned_missing = False
+        # Training tokens without a gold tag, trained as `O`: counted over the
+        # run, and reported at its end by the training logger.
+        self.tokens_without_gold = 0
+        # Times the head's decoding stages when set (heads.StageTimer): the benchmarks' hook.
+        self.stage_timer: Optional[StageTimer] = None
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -246,14 +250,15 @@ class BertCrfNer(TrainablePipe):
     @property
     def head(self) -> HeadAdapter:
         """The sequence head of the initialised model, over thinc arrays."""
-        return HeadAdapter(head_module(self.model), self.tags, self.model.ops)
+        return HeadAdapter(head_module(self.model), self.tags, self.model.ops, self.stage_timer)
 
     def _gold_tag_ids(self, example: Example, tags: Sequence[str]) -> numpy.ndarray:
         """The reference's BIO tag ids, aligned to the predicted tokens (gold.py).
 
         Tokens without gold annotation (missing or misaligned) count as `O`:
-        a CRF needs a complete sequence. The first batch that has any says so,
-        once per pipe, so that a long run does not repeat it every step.
+        a CRF needs a complete sequence. The first Doc that has any says so,
+        once per pipe, so that a long run does not repeat it every step;
+        `tokens_without_gold` counts them all.
         """
         codes, types = aligned_iob(example)
         try:
@@ -263,10 +268,10 @@ class BertCrfNer(TrainablePipe):
                 f"'{self.name}' has no label {error.label!r}: its labels are {list(self.labels)}. "
                 "Initialise it on data that has every entity type."
             ) from None
-        if missing and not self._warned_missing:
-            self._warned_missing = True
+        if missing and not self.tokens_without_gold:
             warnings.warn(
                 f"'{self.name}': {missing} of {len(ids)} tokens of a training Doc have no gold entity tag; "
-                "they are trained as 'O' (said once, for the first such Doc)."
+                "they are trained as 'O' (said once, for the first such Doc; the run's total comes at its end)."
             )
+        self.tokens_without_gold += missing
         return ids

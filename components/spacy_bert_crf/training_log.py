@@ -10,7 +10,9 @@ line per evaluation:
 `seconds` is wall time since training started; `losses` maps each trained
 component to its mean loss per update since the previous evaluation (spaCy
 hands over the sum, which depends on the evaluation frequency); `scores` holds
-every score the pipeline's scorers return, as fractions in [0, 1].
+every score the pipeline's scorers return, as fractions in [0, 1]. At the
+end of the run it says how many training tokens had no gold tag and were
+trained as `O`, a count the pipe's one warning at the start cannot give.
 """
 
 import json
@@ -57,10 +59,21 @@ def make_jsonl_logger(
         def finalize() -> None:
             console_finalize()
             stream.close()
+            for line in missing_gold_report(nlp):
+                stderr.write(line + "\n")
 
         return log_step, finalize
 
     return setup
+
+
+def missing_gold_report(nlp: Language) -> List[str]:
+    """A line for each pipe that trained tokens without a gold tag as `O`, with their count."""
+    return [
+        f"'{name}': {pipe.tokens_without_gold:,} training tokens had no gold entity tag and were trained as 'O'"
+        for name, pipe in nlp.pipeline
+        if getattr(pipe, "tokens_without_gold", 0)
+    ]
 
 
 def evaluation_record(info: Dict[str, Any], seconds: float, updates: int) -> Dict[str, Any]:

@@ -1,8 +1,8 @@
 """The report's comparisons: train a few variants of one pipeline, score and plot them.
 
 An experiment is a section of configs/experiments.cfg; each of its
-subsections is a variant: a training config (optionally with an overlay whose
-sections replace the config's), the encoder to build for it, and config
+subsections is a variant: a training config (optionally with an overlay on top,
+lab/configs.py), the encoder to build for it, and config
 overrides. Every variant is trained by `spacy train` in a process of
 its own (as a user would run it, and so one run's memory never carries into
 the next), then scored on the test set. Variants that are the same run
@@ -18,10 +18,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import spacy
-from spacy.util import load_config
 from thinc.api import Config
 from transformers import AutoModel
 from wasabi import MarkdownRenderer, msg
@@ -29,6 +28,7 @@ from wasabi import MarkdownRenderer, msg
 from ..formats import PathLike
 from ..scoring import evaluate_on
 from ..training_log import read_training_log
+from .configs import config_with_overlays
 from .encoders import EncoderShape, build_encoder
 from .figures import training_curves
 
@@ -47,8 +47,8 @@ class Variant:
     encoder: str = "vectors"
     layers: Optional[int] = None
     overrides: Dict[str, Any] = field(default_factory=dict)
-    # A config file whose sections replace the same sections of `config` whole,
-    # e.g. another encoder block, whose settings differ and cannot be overridden one by one.
+    # A config file on top of `config` (lab/configs.py), e.g. another head or
+    # encoder block, whose settings differ and cannot be overridden one by one.
     overlay: Optional[str] = None
     # Data of its own (compare-corpora); unset, the variant takes [experiment]'s.
     train: Optional[str] = None
@@ -193,7 +193,7 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
         "corpora.dev.limit": settings.dev_limit,
         **variant.overrides,
     }
-    config = _config_with_overlay(variant)
+    config = config_with_overlays(variant.config, [variant.overlay] if variant.overlay else [])
     name = "+".join(Path(path).stem for path in (variant.config, variant.overlay) if path)
     key = _run_key(config, name, overrides, [train, dev, encoder])
     run_dir = runs_dir / key
@@ -243,29 +243,6 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
-
-
-def _config_with_overlay(variant: Variant) -> Config:
-    """The variant's training config, with its overlay's sections in place of the same sections."""
-    config = load_config(variant.config, interpolate=False)
-    if variant.overlay is None:
-        return config
-    overlay = load_config(variant.overlay, interpolate=False)
-    for path in _replaced_sections(overlay):
-        *parents, name = path
-        section, replacement = config, overlay
-        for key in parents:
-            section, replacement = section[key], replacement[key]
-        section[name] = replacement[name]
-    return config
-
-
-def _replaced_sections(config: Dict[str, Any], prefix: Tuple[str, ...] = ()) -> List[Tuple[str, ...]]:
-    """The overlay's top-most sections with settings of their own: each replaces
-    the config's section of that name whole, its subsections included."""
-    if prefix and any(not isinstance(value, dict) for value in config.values()):
-        return [prefix]
-    return [path for key, value in config.items() for path in _replaced_sections(value, prefix + (key,))]
 
 
 def _encoder_for(variant: Variant, settings: ExperimentSettings, encoders_dir: Path) -> Path:

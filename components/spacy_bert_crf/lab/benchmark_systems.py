@@ -19,21 +19,21 @@ The systems (`SYSTEMS`):
 
 `set_up` saves every pipeline once into a work directory; each system then
 runs in a fresh process (`run_benchmark`), so that its peak RSS is its own.
+Inference is timed by `measuring.timed_passes`: the median of several passes
+of at least `min_pass_seconds` each. The decode and probability shares come
+from the pipe's stage timer (`BertCrfNer.stage_timer`).
 The sentences are test sentences short enough for one transformer window (and
 without whitespace), so every system sees exactly the same characters.
 
-Long single documents are measured by `measure_long_doc`.
+The tables and targets are `benchmark_report`'s; long single documents are
+`long_documents`'.
 """
 
 import copy
 import json
-import resource
-import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import cycle
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -45,7 +45,6 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import fix_random_seed
 from tqdm import tqdm
-from wasabi import MarkdownRenderer
 
 from ..architectures import head_module
 from ..crf import CRFHead, TransitionMasks
@@ -53,6 +52,7 @@ from ..formats import PathLike, read_docs
 from ..gold import doc_iob, tag_ids
 from ..pipe import BertCrfNer, length_sorted_splits
 from ..schemes import bio_tags
+from .measuring import StageSeconds, Timing, in_fresh_process, peak_rss_mib, timed_passes
 
 SYSTEMS = (
     "pipeline",
@@ -72,38 +72,27 @@ PIPELINES = {
 ARCHITECTURES = {"crf": "spacy_bert_crf.CRFTagger.v1", "softmax": "spacy_bert_crf.SoftmaxTagger.v1"}
 # One transformer window (128 wordpieces) holds [CLS], 126 characters and [SEP].
 MAX_CHARS = 126
-# Dense peak FLOP/s of the GPUs this project is benchmarked on, for the MFU estimate:
-# (fp32 without TF32, fp16/bf16 tensor cores), from NVIDIA's H100 SXM datasheet (H200: same compute).
-PEAK_FLOPS = {"H100": (67e12, 989.4e12), "H200": (67e12, 989.4e12)}
 
 
 @dataclass
 class BenchmarkSettings:
-    """What every system shares. `decode_shape` is (batch, time, tags) of the decoder comparison."""
+    """What every system shares.
+
+    Inference (and the decoder comparison) is timed over `inference_passes`
+    passes of at least `min_pass_seconds` each; the median counts.
+    `decode_shape` is (batch, time, tags) of the decoder comparison.
+    """
 
     encoder: str
     batch_size: int = 64
-    inference_passes: int = 3
+    inference_passes: int = 5
+    min_pass_seconds: float = 2.0
     train_steps: int = 10
     ner_train_steps: int = 20
     gpu_id: int = -1
     mixed_precision: bool = False
     decode_shape: Tuple[int, int, int] = (64, 128, 9)
-    decode_repeats: int = 20
     seed: int = 0
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, in MiB.
-
-    Linux's VmHWM, where there is one: `getrusage`'s maxrss survives `exec`, so
-    a freshly spawned process would report its parent's peak if that was higher.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def benchmark_docs(path: PathLike, vocab, limit: Optional[int] = None, max_chars: int = MAX_CHARS) -> List[Doc]:
@@ -173,8 +162,7 @@ def run_benchmark(
     """Measure each system, and the decoders, each in a fresh process."""
     results = {}
     for name in [*systems, "decoders"]:
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            results[name] = pool.submit(measure_system, name, str(workdir)).result()
+        results[name] = in_fresh_process(measure_system, name, str(workdir))
         if on_result is not None:
             on_result(name, results[name])
     return results
@@ -228,58 +216,49 @@ def _texts(gold: Sequence[Doc]) -> List[str]:
     return [doc.text for doc in gold]
 
 
-def _inference_result(texts: Sequence[str], seconds: float) -> Dict[str, Any]:
-    """The figures every system reports for one inference pass over `texts`."""
+def _inference_result(texts: Sequence[str], timing: Timing) -> Dict[str, Any]:
+    """The figures every system reports for one inference run over `texts`."""
     chars = sum(map(len, texts))
     return {
         "chars": chars,
         "sentences": len(texts),
-        "inference_seconds": round(seconds, 4),
-        "chars_per_s": round(chars / seconds, 1),
+        "inference_seconds": round(timing.seconds, 4),
+        "chars_per_s": round(chars / timing.seconds, 1),
+        "passes": timing.passes,
+        "runs_per_pass": timing.runs_per_pass,
+        "pass_spread": round(timing.spread, 4),
     }
 
 
-def _best_pass(
-    run: Callable[[], None], passes: int, device: torch.device, totals: Optional[Dict[str, float]] = None
-) -> Tuple[float, Dict[str, float]]:
-    """Seconds of the fastest of `passes` runs, and how much each of `totals`
-    grew during it. The fastest, as `timeit` advises: slower runs measure
-    whatever else the machine was doing. (The callers warm up before.)"""
-    totals = {} if totals is None else totals
-    best_seconds, best_growth = float("inf"), {}
-    for _ in range(passes):
-        before = dict(totals)
-        _synchronize(device)
-        start = time.perf_counter()
-        run()
-        _synchronize(device)
-        seconds = time.perf_counter() - start
-        if seconds < best_seconds:
-            best_seconds, best_growth = seconds, {key: totals[key] - before[key] for key in totals}
-    return best_seconds, best_growth
+def _timed_inference(
+    run: Callable[[], Any], settings: BenchmarkSettings, device: torch.device, stages: Optional[StageSeconds] = None
+) -> Timing:
+    return timed_passes(run, settings.inference_passes, settings.min_pass_seconds, lambda: _synchronize(device), stages)
 
 
 def _measure_pipeline(
     path: Path, gold: Sequence[Doc], settings: BenchmarkSettings, train: bool, config: Dict[str, Any]
 ) -> Dict[str, Any]:
     """(a), (a′), (d), (e): `nlp.pipe` chars/s; for ours also the shares of
-    decoding and probabilities; for (a) training chars/s."""
+    decoding and probabilities, from the pipe's stage timer; for (a) training chars/s."""
     if settings.gpu_id >= 0:
         spacy.require_gpu(settings.gpu_id)
     device = _device(settings.gpu_id)
     nlp = spacy.load(path, config=config)
     texts = _texts(gold)
-    list(nlp.pipe(texts[: settings.batch_size], batch_size=settings.batch_size))
-    head_seconds = _time_crf_step(nlp, device)
-    seconds, head_growth = _best_pass(
-        lambda: list(nlp.pipe(texts, batch_size=settings.batch_size)), settings.inference_passes, device, head_seconds
-    )
-    result = _inference_result(texts, seconds)
-    if head_seconds is not None:
-        for key, spent in head_growth.items():
-            result[key] = round(spent, 4)
-        result["crf_share"] = round(result["crf_seconds"] / seconds, 4)
-        result["probability_share"] = round(result["probability_seconds"] / seconds, 4)
+    ours = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, BertCrfNer)]
+    stages = StageSeconds(lambda: _synchronize(device)) if ours else None
+    for pipe in ours:
+        pipe.stage_timer = stages
+    timing = _timed_inference(lambda: list(nlp.pipe(texts, batch_size=settings.batch_size)), settings, device, stages)
+    result = _inference_result(texts, timing)
+    if ours:
+        for stage, key in (("decode", "crf"), ("probabilities", "probability")):
+            spent = timing.stage_seconds.get(stage, 0.0)
+            result[f"{key}_seconds"] = round(spent, 4)
+            result[f"{key}_share"] = round(spent / timing.seconds, 4)
+        for pipe in ours:
+            pipe.stage_timer = None
     if train:
         optimizer = nlp.resume_training()
         batches = list(_batches(_examples(nlp, gold), settings.batch_size, settings.train_steps + 1))
@@ -291,32 +270,6 @@ def _measure_pipeline(
         _synchronize(device)
         result["train_chars_per_s"] = round(train_chars / (time.perf_counter() - start), 1)
     return result
-
-
-def _time_crf_step(nlp: Language, device: torch.device) -> Optional[Dict[str, float]]:
-    """Time every later call of the pipe's head: its Viterbi ("crf_seconds") and
-    the entity probabilities ("probability_seconds"). The returned totals grow
-    as the pipe runs; None for pipelines without our pipe."""
-    pipes = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, BertCrfNer)]
-    if not pipes:
-        return None
-    head = head_module(pipes[0].model)
-    totals = {"crf_seconds": 0.0, "probability_seconds": 0.0}
-
-    def timed(method: Callable, key: str) -> Callable:
-        def call(*args, **kwargs):
-            _synchronize(device)
-            start = time.perf_counter()
-            result = method(*args, **kwargs)
-            _synchronize(device)
-            totals[key] += time.perf_counter() - start
-            return result
-
-        return call
-
-    head.decode = timed(head.decode, "crf_seconds")
-    head.entity_probabilities = timed(head.entity_probabilities, "probability_seconds")
-    return totals
 
 
 class _PlainTagger:
@@ -383,23 +336,19 @@ def _measure_torch_loop(
     tagger.bert.eval()
     texts = _texts(gold)
     batches = [texts[i : i + settings.batch_size] for i in range(0, len(texts), settings.batch_size)]
-    decode_seconds = {"crf_seconds": 0.0}
+    stages = StageSeconds(lambda: _synchronize(tagger.device))
 
     def run_once():
         with torch.no_grad():
             for batch in batches:
                 emissions, mask = tagger.emissions(batch, tagger.sub_batches)
-                _synchronize(tagger.device)
-                start = time.perf_counter()
-                tagger.decode(emissions, mask, decoder)
-                decode_seconds["crf_seconds"] += time.perf_counter() - start
+                with stages("decode"):
+                    tagger.decode(emissions, mask, decoder)
 
-    with torch.no_grad():
-        tagger.decode(*tagger.emissions(batches[0], tagger.sub_batches), decoder)
-    seconds, decode_growth = _best_pass(run_once, settings.inference_passes, tagger.device, decode_seconds)
-    result = _inference_result(texts, seconds)
-    result["crf_seconds"] = round(decode_growth["crf_seconds"], 4)
-    result["crf_share"] = round(result["crf_seconds"] / seconds, 4)
+    timing = _timed_inference(run_once, settings, tagger.device, stages)
+    result = _inference_result(texts, timing)
+    result["crf_seconds"] = round(timing.stage_seconds["decode"], 4)
+    result["crf_share"] = round(timing.stage_seconds["decode"] / timing.seconds, 4)
     if train:
         result["train_chars_per_s"] = round(_train_torch_loop(tagger, gold, settings), 1)
     return result
@@ -458,16 +407,13 @@ def _measure_hf_pipeline(path: Path, gold: Sequence[Doc], settings: BenchmarkSet
     dtype = torch.float16 if settings.mixed_precision else torch.float32
     classify = pipeline("token-classification", model=model.to(dtype), tokenizer=tagger.tokenizer, device=tagger.device)
     texts = _texts(gold)
-    classify(texts[: settings.batch_size], batch_size=settings.batch_size)
-    seconds, _ = _best_pass(
-        lambda: classify(texts, batch_size=settings.batch_size), settings.inference_passes, tagger.device
-    )
-    return _inference_result(texts, seconds)
+    timing = _timed_inference(lambda: classify(texts, batch_size=settings.batch_size), settings, tagger.device)
+    return _inference_result(texts, timing)
 
 
 def compare_decoders(settings: BenchmarkSettings) -> Dict[str, Any]:
-    """Median seconds of our Viterbi (BIO-constrained, and not) and pytorch-crf's
-    `decode`, on random emissions of `decode_shape` with every step unmasked.
+    """Seconds of our Viterbi (BIO-constrained, and not) and pytorch-crf's
+    `decode` (median passes, as inference), on random emissions of `decode_shape` with every step unmasked.
     Unconstrained, ours must give pytorch-crf's paths; `paths_equal` says so."""
     batch_size, n_steps, n_tags = settings.decode_shape
     device = _device(settings.gpu_id)
@@ -481,15 +427,7 @@ def compare_decoders(settings: BenchmarkSettings) -> Dict[str, Any]:
     allowed = TransitionMasks.for_tags(tuple(bio_tags(labels)), device) if len(bio_tags(labels)) == n_tags else None
 
     def median_seconds(decode: Callable[[], Any]) -> float:
-        decode()
-        times = []
-        for _ in range(settings.decode_repeats):
-            _synchronize(device)
-            start = time.perf_counter()
-            decode()
-            _synchronize(device)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return _timed_inference(decode, settings, device).seconds
 
     with torch.no_grad():
         ours = head.decode(emissions, mask).tolist()
@@ -503,229 +441,6 @@ def compare_decoders(settings: BenchmarkSettings) -> Dict[str, Any]:
         }
     result["our_to_pytorch_crf"] = round(result["our_decode_s"] / result["pytorch_crf_decode_s"], 4)
     return result
-
-
-def encoder_flops_per_token(config, n_tokens: int) -> float:
-    """Model FLOPs of one forward pass per token of a BERT encoder, for a sequence of `n_tokens`.
-
-    2 FLOPs per multiply-add of the layers' weight matrices (attention Q, K, V
-    and output: 4·d²; feed-forward: 2·d·d_ff), plus the attention scores and
-    their weighted sum (2·n·d each), per layer. Embeddings are lookups, not counted.
-    """
-    d, d_ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    return layers * (2 * (4 * d * d + 2 * d * d_ff) + 4 * n_tokens * d)
-
-
-def model_flops(config, texts: Sequence[str], training: bool = False) -> float:
-    """FLOPs of the encoder over `texts` (one wordpiece per character, plus [CLS] and [SEP]);
-    training counts 3 forward passes' worth (forward, and twice that backward)."""
-    forward = sum((len(text) + 2) * encoder_flops_per_token(config, len(text) + 2) for text in texts)
-    return 3 * forward if training else forward
-
-
-def peak_flops(device_name: str, mixed_precision: bool, override_tflops: Optional[float] = None) -> Optional[float]:
-    """The device's dense peak FLOP/s for the MFU estimate: given, or known for the GPU; else None."""
-    if override_tflops:
-        return override_tflops * 1e12
-    for name, (fp32, half) in PEAK_FLOPS.items():
-        if name in device_name:
-            return half if mixed_precision else fp32
-    return None
-
-
-def device_name(gpu_id: int) -> str:
-    if gpu_id >= 0:
-        return torch.cuda.get_device_name(gpu_id)
-    with open("/proc/cpuinfo", encoding="utf-8") as file:
-        model = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), "CPU")
-    return f"{model} ({torch.get_num_threads()} torch threads)"
-
-
-def summarize(
-    results: Dict[str, Dict[str, Any]], settings: BenchmarkSettings, texts: Sequence[str], encoder_config
-) -> Dict[str, Any]:
-    """The headline figures, the targets and the MFU estimate, over all systems' results."""
-    pipeline, loop = results["pipeline"], results["torch_loop"]
-    decoders = results["decoders"]
-    name = device_name(settings.gpu_id)
-    peak = peak_flops(name, settings.mixed_precision)
-    flops = model_flops(encoder_config, texts)
-    chars = sum(map(len, texts))
-    summary = {
-        "device": name,
-        "pipeline_chars_per_s": pipeline["chars_per_s"],
-        "pipeline_without_probabilities_chars_per_s": results["pipeline_without_probabilities"]["chars_per_s"],
-        "torch_loop_chars_per_s": loop["chars_per_s"],
-        "crf_decode_share": pipeline["crf_share"],
-        "entity_probability_share": pipeline["probability_share"],
-        "our_decode_s": decoders["our_decode_s"],
-        "pytorch_crf_decode_s": decoders["pytorch_crf_decode_s"],
-        "spacy_ner_chars_per_s": results["spacy_ner"]["chars_per_s"],
-        "hf_pipeline_chars_per_s": results["hf_pipeline"]["chars_per_s"],
-        "pipeline_train_chars_per_s": pipeline["train_chars_per_s"],
-        "torch_loop_train_chars_per_s": loop["train_chars_per_s"],
-        "model_flops_per_char": round(flops / chars),
-        "inference_tflops_per_s": round(pipeline["chars_per_s"] * flops / chars / 1e12, 4),
-        "train_tflops_per_s": round(pipeline["train_chars_per_s"] * 3 * flops / chars / 1e12, 4),
-    }
-    summary["inference_mfu"] = round(summary["inference_tflops_per_s"] * 1e12 / peak, 4) if peak else None
-    summary["train_mfu"] = round(summary["train_tflops_per_s"] * 1e12 / peak, 4) if peak else None
-    summary["targets"] = {
-        "pipeline_at_least_0.95_torch_loop": pipeline["chars_per_s"] >= 0.95 * loop["chars_per_s"],
-        "crf_decode_share_at_most_3_percent": pipeline["crf_share"] <= 0.03,
-        "our_decode_at_most_half_pytorch_crf": decoders["our_decode_s"] <= 0.5 * decoders["pytorch_crf_decode_s"],
-        "pipeline_at_least_spacy_ner": pipeline["chars_per_s"] >= results["spacy_ner"]["chars_per_s"],
-    }
-    return summary
-
-
-SYSTEM_TITLES = {
-    "pipeline": "(a) our pipeline, CRF head, `nlp.pipe`",
-    "pipeline_without_probabilities": "(a′) the same, `spans_key` null: no entity probabilities",
-    "torch_loop": "(b) plain PyTorch loop, our decode",
-    "torch_loop_pytorch_crf": "(c) plain PyTorch loop, pytorch-crf's decode",
-    "softmax_pipeline": "(d) our pipeline, softmax head",
-    "spacy_ner": "(e) spaCy's transition-based `ner`, same encoder",
-    "hf_pipeline": "(f) Hugging Face `token-classification` pipeline",
-}
-
-
-def benchmark_tables(report: Dict[str, Any]) -> str:
-    """Markdown: the systems, the decoders, and the targets."""
-    results, summary = report["systems"], report["summary"]
-    markdown = MarkdownRenderer()
-    system_rows = []
-    for name, title in SYSTEM_TITLES.items():
-        result = results[name]
-        shares = [f"{100 * result[key]:.2f}%" if key in result else "–" for key in ("crf_share", "probability_share")]
-        train = f"{result['train_chars_per_s']:,.0f}" if "train_chars_per_s" in result else "–"
-        system_rows.append([title, f"{result['chars_per_s']:,.0f}", *shares, train, f"{result['peak_rss_mib']:,.0f}"])
-    system_header = [
-        "system",
-        "inference chars/s",
-        "decode share",
-        "entity probabilities share",
-        "training chars/s",
-        "peak RSS (MiB; training included where timed)",
-    ]
-    decoders = results["decoders"]
-    batch_size, n_steps, n_tags = decoders["shape"]
-    decoder_rows = [
-        ["ours, BIO-constrained", f"{decoders['our_decode_s']:.5f}"],
-        [
-            f"ours, unconstrained (same paths as pytorch-crf: {decoders['paths_equal']})",
-            f"{decoders['our_unconstrained_decode_s']:.5f}",
-        ],
-        ["pytorch-crf `decode`", f"{decoders['pytorch_crf_decode_s']:.5f}"],
-    ]
-    pipeline, torch_loop = results["pipeline"]["chars_per_s"], results["torch_loop"]["chars_per_s"]
-    without_probabilities = results["pipeline_without_probabilities"]["chars_per_s"]
-    targets = summary["targets"]
-    target_rows = [
-        [
-            "(a) ≥ 0.95 × (b)",
-            f"(a)/(b) = {pipeline / torch_loop:.3f}; without probabilities, (a′)/(b) = {without_probabilities / torch_loop:.3f}",
-            _yes(targets["pipeline_at_least_0.95_torch_loop"]),
-        ],
-        [
-            "CRF decoding ≤ 3% of (a)'s inference time",
-            f"{100 * summary['crf_decode_share']:.2f}% "
-            f"(entity probabilities: {100 * summary['entity_probability_share']:.2f}% more)",
-            _yes(targets["crf_decode_share_at_most_3_percent"]),
-        ],
-        [
-            "our decode ≤ 0.5 × pytorch-crf's",
-            f"{decoders['our_to_pytorch_crf']:.3f} ×",
-            _yes(targets["our_decode_at_most_half_pytorch_crf"]),
-        ],
-        [
-            "(a) ≥ (e)",
-            f"(a)/(e) = {pipeline / results['spacy_ner']['chars_per_s']:.3f}",
-            _yes(targets["pipeline_at_least_spacy_ner"]),
-        ],
-    ]
-    mfu = (
-        f"; MFU {100 * summary['inference_mfu']:.2f}% inference, {100 * summary['train_mfu']:.2f}% training."
-        if summary["inference_mfu"] is not None
-        else "; no MFU (no known peak for this device)."
-    )
-    settings = report["settings"]
-    return "\n".join(
-        [
-            f"Device: {summary['device']}. Encoder: {report['encoder_shape']}; {report['sentences']} sentences, "
-            f"{report['chars']} characters, batch size {settings['batch_size']}, "
-            f"inference: the fastest of {settings['inference_passes']} passes, "
-            f"mixed precision {'on' if settings['mixed_precision'] else 'off'}. Command: `{report['command']}`.",
-            "",
-            markdown.table(system_rows, system_header, aligns=("l", "r", "r", "r", "r", "r")),
-            "",
-            f"Decoding alone, {batch_size} × {n_steps} steps × {n_tags} tags, median of {settings['decode_repeats']}:",
-            "",
-            markdown.table(decoder_rows, ["decoder", "seconds"], aligns=("l", "r")),
-            "",
-            f"Model FLOPs: {summary['model_flops_per_char']:,} per character forward (one wordpiece per character); "
-            f"inference {summary['inference_tflops_per_s']} TFLOP/s, training {summary['train_tflops_per_s']} TFLOP/s"
-            + mfu,
-            "",
-            markdown.table(target_rows, ["target", "measured", "met"]),
-        ]
-    )
-
-
-def _yes(met: bool) -> str:
-    return "yes" if met else "**no**"
-
-
-def replace_section(markdown: str, section: str, marker: str = "benchmark") -> str:
-    """`markdown` with the text between `<!-- {marker}:start -->` and `<!-- {marker}:end -->`
-    replaced by `section` (appended with the markers if they are missing)."""
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    block = f"{start}\n{section}\n{end}"
-    if start in markdown and end in markdown:
-        head, rest = markdown.split(start, 1)
-        return head + block + rest.split(end, 1)[1]
-    return markdown.rstrip("\n") + "\n\n" + block + "\n"
-
-
-def long_text(texts: Sequence[str], n_chars: int) -> str:
-    """`texts` repeated and joined, cut to `n_chars` characters: one long document."""
-    pieces, length = [], 0
-    for text in cycle(text for text in texts if text):
-        if length >= n_chars:
-            break
-        pieces.append(text)
-        length += len(text)
-    return "".join(pieces)[:n_chars]
-
-
-def measure_long_doc(model: PathLike, text: str) -> Dict[str, Any]:
-    """Load `model` and tag `text` as one Doc: time and the peak RSS it added
-    (and, under "doc", the tagged Doc).
-
-    The peak is read after the pipeline is loaded and has tagged the text's
-    first 100 characters (so that lazy set-up is not counted), and again after
-    the long document: the difference is what the long document itself cost.
-    """
-    nlp = spacy.load(model)
-    nlp(text[:100])
-    before = peak_rss_mib()
-    start = time.perf_counter()
-    doc = nlp(text)
-    seconds = time.perf_counter() - start
-    after = peak_rss_mib()
-    return {
-        "model": str(model),
-        "n_chars": len(text),
-        "n_tokens": len(doc),
-        "seconds": round(seconds, 3),
-        "chars_per_s": round(len(text) / seconds, 1),
-        "n_ents": len(doc.ents),
-        "torch_threads": torch.get_num_threads(),
-        "peak_rss_before_mib": round(before, 1),
-        "peak_rss_after_mib": round(after, 1),
-        "peak_rss_delta_mib": round(after - before, 1),
-        "doc": doc,
-    }
 
 
 def untrained_pipeline(
