@@ -21,6 +21,13 @@ TINY_SHAPE = EncoderShape(layers=2, hidden=64, heads=2, intermediate=128)
 TINY_VECTORS = VectorSettings(char_dim=64, bigram_dim=16, epochs=1, bigram_min_count=2, max_bigrams=5000, workers=1)
 
 
+def pytest_collection_modifyitems(items):
+    """The end-to-end project files first. They are the longest units of work
+    (minutes each), so under `-n 2` they start at once, one per worker, and
+    the other files fill in around them."""
+    items.sort(key=lambda item: not Path(item.fspath).name.startswith("test_project"))
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     """A randomly initialised 2-layer, hidden-64 BERT with bert-base-chinese's vocab."""

@@ -1,19 +1,29 @@
-"""BERT + CRF named-entity recognition for spaCy: the `bert_crf_ner` pipe."""
+"""BERT + CRF named-entity recognition for spaCy: the `bert_crf_ner` pipe.
 
-from .allocator import make_pin_mmap_threshold
-from .architectures import build_crf_tagger, build_softmax_tagger
-from .char_encoder import build_char_bert_encoder
-from .pipe import BertCrfNer, make_bert_crf_ner
-from .scoring import make_ner_scorer, score_ner
+spaCy finds the pipe, its architectures, scorer, logger and callback through
+the entry points in setup.cfg, so importing this package imports nothing
+else: `spacy_bert_crf.formats` (what `convert` needs) then loads without
+torch's model code or transformers. The names below import on first use.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = [
-    "BertCrfNer",
-    "build_char_bert_encoder",
-    "build_crf_tagger",
-    "build_softmax_tagger",
-    "make_bert_crf_ner",
-    "make_ner_scorer",
-    "make_pin_mmap_threshold",
-    "score_ner",
-]
+
+_EXPORTS = {
+    "BertCrfNer": "pipe",
+    "make_bert_crf_ner": "pipe",
+    "build_crf_tagger": "architectures",
+    "build_softmax_tagger": "architectures",
+    "build_char_bert_encoder": "char_encoder",
+    "make_ner_scorer": "scoring",
+    "score_ner": "scoring",
+    "make_pin_mmap_threshold": "allocator",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
