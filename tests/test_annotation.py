@@ -24,6 +24,7 @@ from spacy_bert_crf.lab.annotation import (
     shard_documents,
     shard_path,
 )
+from spacy_bert_crf.lab.annotation_benchmark import process_tree, run_sampled, worker_peaks_mib
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +276,12 @@ def test_a_killed_worker_loses_nothing(model, texts, pd2014_docs, ray_cluster, t
     assert sorted(path.name for path in (output / "shards").glob("*.jsonl")) == shards
     for name in shards:
         assert (output / "shards" / name).read_bytes() == (clean / "shards" / name).read_bytes(), name
+
+
+def test_the_benchmark_samples_each_process_of_a_run():
+    tree = process_tree(os.getpid())
+    assert tree[os.getpid()]["rss_kib"] > 0
+    code = "import multiprocessing as m, time\nif __name__ == '__main__':\n p = m.Process(target=time.sleep, args=(1,)); p.start(); p.join()"
+    run = run_sampled([sys.executable, "-c", code], sample_seconds=0.05)
+    assert run["seconds"] >= 1 and len(run["processes"]) >= 2
+    assert len(worker_peaks_mib(run, "local", 2)) >= 1 and worker_peaks_mib(run, "local", 1)[0] > 0

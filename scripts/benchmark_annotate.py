@@ -1,0 +1,35 @@
+"""Time `annotate` on this machine: local with 1 and 2 processes, Ray with 1 and 2 workers
+(spacy_bert_crf.lab.annotation_benchmark)."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from spacy_bert_crf.lab.annotation_benchmark import measure_annotation
+
+ANNOTATE = [sys.executable, str(Path(__file__).resolve().parent / "annotate.py")]
+
+
+def main(
+    model: str = typer.Argument(..., help="Pipeline package name or directory"),
+    lines: Path = typer.Argument(..., help="Plain text, one document a line"),
+    scratch: Path = typer.Argument(..., help="Where the runs write their shards"),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the JSON here too"),
+    shard_lines: int = typer.Option(2_500, "--shard-lines", help="Lines per shard"),
+):
+    """Start-up, chars/s and worker peak RSS of each engine and worker count, as JSON."""
+    if not lines.is_file():
+        msg.fail(f"No such text file: {lines}", exits=1)
+    result = measure_annotation(ANNOTATE, model, lines, scratch, shard_lines=shard_lines, log=msg.info)
+    text = json.dumps(result, indent=2)
+    if output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    typer.run(main)
