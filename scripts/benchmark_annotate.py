@@ -20,11 +20,17 @@ def main(
     scratch: Path = typer.Argument(..., help="Where the runs write their shards"),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the JSON here too"),
     shard_lines: int = typer.Option(2_500, "--shard-lines", help="Lines per shard"),
+    configurations: str = typer.Option(
+        "local:1,local:2,ray:1,ray:2", "--configurations", help="ENGINE:WORKERS pairs, comma-separated"
+    ),
 ):
     """Start-up, chars/s and worker peak RSS of each engine and worker count, as JSON."""
     if not lines.is_file():
         msg.fail(f"No such text file: {lines}", exits=1)
-    result = measure_annotation(ANNOTATE, model, lines, scratch, shard_lines=shard_lines, log=msg.info)
+    chosen = [(engine, int(workers)) for engine, workers in (pair.split(":") for pair in configurations.split(","))]
+    result = measure_annotation(
+        ANNOTATE, model, lines, scratch, configurations=chosen, shard_lines=shard_lines, log=msg.info
+    )
     text = json.dumps(result, indent=2)
     if output is not None:
         output.write_text(text + "\n", encoding="utf-8")

@@ -160,6 +160,15 @@ def test_a_long_line_is_one_record(model, tmp_path, texts):
     assert all(0 <= ent["start"] < ent["end"] <= 100_000 for ent in found[0]["ents"])
 
 
+def test_two_local_workers_write_what_one_does(model, corpus, tmp_path):
+    """In a fresh process, as users run it: spaCy forks the workers (`n_process`)."""
+    annotate(str(model), [corpus], tmp_path / "one", shard_lines=4, log=lambda line: None)
+    two = run_script("annotate.py", model, corpus, tmp_path / "two", "--workers", 2, "--shard-lines", 4)
+    assert two.returncode == 0, two.stderr[-3000:]
+    for path in (tmp_path / "one" / "shards").glob("*.jsonl"):
+        assert (tmp_path / "two" / "shards" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
 def test_the_script_names_a_missing_input_and_refuses_a_file_as_output(model, corpus, tmp_path):
     missing = run_script("annotate.py", model, tmp_path / "nope.txt", tmp_path / "out")
     assert missing.returncode == 1 and "nope.txt: no such file" in " ".join(missing.stdout.split())
@@ -285,3 +294,13 @@ def test_the_benchmark_samples_each_process_of_a_run():
     run = run_sampled([sys.executable, "-c", code], sample_seconds=0.05)
     assert run["seconds"] >= 1 and len(run["processes"]) >= 2
     assert len(worker_peaks_mib(run, "local", 2)) >= 1 and worker_peaks_mib(run, "local", 1)[0] > 0
+
+
+def test_a_file_of_space_separated_characters_is_read_as_its_characters(model, texts, tmp_path):
+    (tmp_path / "chars.txt").write_text("\n".join(" ".join(text) for text in texts[:3]) + "\n\n", encoding="utf-8")
+    annotate(str(model), [tmp_path / "chars.txt"], tmp_path / "out", log=lambda line: None)
+    found, manifest = records(tmp_path / "out")
+    assert [r["chars"] for r in found] == [len(text) for text in texts[:3]] + [0]
+    nlp = spacy.load(model)
+    assert [r["ents"] for r in found] == [doc_entities(doc) for doc in nlp.pipe(texts[:3] + [""])]
+    assert manifest["characters"] == sum(map(len, texts[:3]))

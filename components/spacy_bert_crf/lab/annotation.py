@@ -2,7 +2,10 @@
 
 Inputs are plain-text files (one document a line) or JSONL files (a text field
 and optionally an id field), gzip-compressed or not, named by paths, globs or
-folders. Each file is cut into shards of `shard_lines` lines. A shard is the
+folders. A text file whose every line is space-separated single characters
+(the two-file format's text side, as `predict.py` reads it) is read as those
+characters: the document is the line without the separating spaces, and the
+entities' offsets are into that text. Each file is cut into shards of `shard_lines` lines. A shard is the
 unit of work and of output: `OUTPUT_DIR/shards/<name>.jsonl`, written to a
 temporary file and renamed when complete, so a shard file is either whole or
 absent. A re-run skips the shards that exist, and so resumes after a crash
@@ -42,9 +45,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import spacy
+import torch
 from spacy.tokens import Doc
 
-from ..formats import PathLike
+from ..formats import PathLike, split_tokens
 
 INPUT_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")
 MANIFEST = "manifest.json"
@@ -66,6 +70,8 @@ class Shard:
     first_line: int
     n_lines: int
     name: str
+    # Every line of the file is space-separated single characters.
+    char_separated: bool = False
 
     @property
     def jsonl(self) -> bool:
@@ -95,12 +101,17 @@ def plan_shards(files: Sequence[Path], shard_lines: int) -> List[Shard]:
     """Cut each file into shards of `shard_lines` lines (its last one shorter)."""
     shards = []
     for number, path in enumerate(files):
-        n_lines = sum(1 for _ in _raw_lines(path))
+        n_lines, char_separated = 0, not _is_jsonl(str(path))
+        for raw in _raw_lines(path):
+            n_lines += 1
+            if char_separated:
+                tokens = split_tokens(raw.decode("utf-8", errors="replace"))
+                char_separated = all(len(token) == 1 for token in tokens)
+        char_separated = char_separated and n_lines > 0 and _has_space(path)
         stem = _safe_name(path.name)
         for index, first in enumerate(range(0, n_lines, shard_lines)):
-            shards.append(
-                Shard(str(path), first + 1, min(shard_lines, n_lines - first), f"{number:04d}-{stem}-{index:05d}")
-            )
+            name = f"{number:04d}-{stem}-{index:05d}"
+            shards.append(Shard(str(path), first + 1, min(shard_lines, n_lines - first), name, char_separated))
     return shards
 
 
@@ -112,7 +123,11 @@ def shard_documents(shard: Shard, input_format: InputFormat) -> Iterator[Tuple[s
             continue
         if line_no >= shard.first_line + shard.n_lines:
             break
-        yield parse_line(raw, shard.source, line_no, shard.jsonl, input_format)
+        text, record = parse_line(raw, shard.source, line_no, shard.jsonl, input_format)
+        if shard.char_separated:
+            text = "".join(split_tokens(text))
+            record["chars"] = len(text)
+        yield text, record
 
 
 def parse_line(
@@ -199,6 +214,10 @@ class ShardTagger:
     ):
         if gpu_id >= 0:
             spacy.require_gpu(gpu_id)
+        if n_process > 1:
+            # spaCy forks its workers, and a child forked after torch's OpenMP
+            # threads have run hangs: each worker computes on one thread instead.
+            torch.set_num_threads(1)
         self.nlp = spacy.load(model)
         self.output_dir = output_dir
         self.input_format = input_format
@@ -215,10 +234,8 @@ class ShardTagger:
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         """Ray Data's `map_batches` entry: a batch of shards (as columns) in, their line counts out."""
-        shards = [
-            Shard(source, int(first), int(n), name)
-            for source, first, n, name in zip(batch["source"], batch["first_line"], batch["n_lines"], batch["name"])
-        ]
+        columns = zip(batch["source"], batch["first_line"], batch["n_lines"], batch["name"], batch["char_separated"])
+        shards = [Shard(source, int(first), int(n), name, bool(chars)) for source, first, n, name, chars in columns]
         return {"name": [shard.name for shard in shards], "written": [self.tag_shard(shard) for shard in shards]}
 
 
@@ -347,6 +364,10 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
     with opener(path, "rb") as file:
         for line in file:
             yield line.rstrip(b"\n").rstrip(b"\r")
+
+
+def _has_space(path: Path) -> bool:
+    return any(b" " in raw for raw in _raw_lines(path))
 
 
 def _is_jsonl(source: str) -> bool:
