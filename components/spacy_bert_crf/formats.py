@@ -233,6 +233,11 @@ def read_lines(path: PathLike, encoding: str = "utf-8") -> Iterator[str]:
             yield line.rstrip("\n")
 
 
+def are_characters(tokens: Sequence[str]) -> bool:
+    """Whether a line's tokens are single characters: the two-file format's text side."""
+    return all(len(token) == 1 for token in tokens)
+
+
 def split_tokens(line: str) -> List[str]:
     """Split a line of space-separated characters (runs of spaces allowed)."""
     line = line.strip(" ")
@@ -391,7 +396,7 @@ def read_text(path: PathLike, encoding: str = "utf-8") -> Tuple[List[List[str]],
     """
     lines = list(read_lines(path, encoding))
     tokenised = [split_tokens(line) for line in lines]
-    space_separated = any(tokenised) and all(all(len(token) == 1 for token in tokens) for tokens in tokenised)
+    space_separated = any(tokenised) and all(map(are_characters, tokenised))
     if space_separated:
         return tokenised, True
     return [[char for char in line if not char.isspace()] for line in lines], False

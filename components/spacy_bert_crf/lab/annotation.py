@@ -48,7 +48,7 @@ import spacy
 import torch
 from spacy.tokens import Doc
 
-from ..formats import PathLike, split_tokens
+from ..formats import PathLike, are_characters, split_tokens
 
 INPUT_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")
 MANIFEST = "manifest.json"
@@ -101,13 +101,12 @@ def plan_shards(files: Sequence[Path], shard_lines: int) -> List[Shard]:
     """Cut each file into shards of `shard_lines` lines (its last one shorter)."""
     shards = []
     for number, path in enumerate(files):
+        # One pass over the file: its lines, and whether each is single characters. (A file of
+        # lines of one character reads the same either way.)
         n_lines, char_separated = 0, not _is_jsonl(str(path))
         for raw in _raw_lines(path):
             n_lines += 1
-            if char_separated:
-                tokens = split_tokens(raw.decode("utf-8", errors="replace"))
-                char_separated = all(len(token) == 1 for token in tokens)
-        char_separated = char_separated and n_lines > 0 and _has_space(path)
+            char_separated = char_separated and are_characters(split_tokens(raw.decode("utf-8", errors="replace")))
         stem = _safe_name(path.name)
         for index, first in enumerate(range(0, n_lines, shard_lines)):
             name = f"{number:04d}-{stem}-{index:05d}"
@@ -123,17 +122,14 @@ def shard_documents(shard: Shard, input_format: InputFormat) -> Iterator[Tuple[s
             continue
         if line_no >= shard.first_line + shard.n_lines:
             break
-        text, record = parse_line(raw, shard.source, line_no, shard.jsonl, input_format)
-        if shard.char_separated:
-            text = "".join(split_tokens(text))
-            record["chars"] = len(text)
-        yield text, record
+        yield parse_line(raw, shard.source, line_no, shard.jsonl, input_format, shard.char_separated)
 
 
 def parse_line(
-    raw: bytes, source: str, line_no: int, jsonl: bool, input_format: InputFormat
+    raw: bytes, source: str, line_no: int, jsonl: bool, input_format: InputFormat, char_separated: bool = False
 ) -> Tuple[str, Dict[str, Any]]:
-    """One input line as (text to tag, its record so far)."""
+    """One input line as (text to tag, its record so far); a `char_separated`
+    line's text is its characters without the separating spaces."""
     problems = []
     try:
         line = raw.decode("utf-8")
@@ -141,7 +137,7 @@ def parse_line(
         line = raw.decode("utf-8", errors="replace")
         problems.append("invalid_utf8")
     record: Dict[str, Any] = {"source": source, "line": line_no}
-    text = line
+    text = "".join(split_tokens(line)) if char_separated else line
     if jsonl:
         text = ""
         try:
@@ -234,8 +230,7 @@ class ShardTagger:
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         """Ray Data's `map_batches` entry: a batch of shards (as columns) in, their line counts out."""
-        columns = zip(batch["source"], batch["first_line"], batch["n_lines"], batch["name"], batch["char_separated"])
-        shards = [Shard(source, int(first), int(n), name, bool(chars)) for source, first, n, name, chars in columns]
+        shards = [Shard(**dict(zip(batch, row))) for row in zip(*batch.values())]
         return {"name": [shard.name for shard in shards], "written": [self.tag_shard(shard) for shard in shards]}
 
 
@@ -364,10 +359,6 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
     with opener(path, "rb") as file:
         for line in file:
             yield line.rstrip(b"\n").rstrip(b"\r")
-
-
-def _has_space(path: Path) -> bool:
-    return any(b" " in raw for raw in _raw_lines(path))
 
 
 def _is_jsonl(source: str) -> bool:
