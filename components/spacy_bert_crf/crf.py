@@ -17,6 +17,7 @@ result is the best *valid* sequence rather than a repaired invalid one.
 from functools import lru_cache
 from typing import NamedTuple, Optional, Tuple
 
+import numpy
 import torch
 from torch import nn
 from torchcrf import CRF
@@ -115,31 +116,47 @@ def viterbi_decode(chain: ChainScores, mask: torch.Tensor, allowed: Optional[Tra
 
     mask: (batch, time) bool, each row a prefix of ones (and its first step
     on). Padding positions are returned as 0.
+
+    The forward pass runs over the padding too and keeps every step's scores,
+    so that each row's final scores are read at its own last step instead of
+    masking every step; a step's emissions are added after the max over the
+    previous tag, on which they do not depend. The traceback is numpy's:
+    for small arrays an index costs a microsecond, against several for a
+    torch op, and each Python-level step of either loop costs a few ops.
     """
     chain = chain.constrained(allowed, chain.blank)
     emissions = chain.emissions
-    batch_size, n_steps, _ = emissions.shape
+    batch_size, n_steps, n_tags = emissions.shape
     if n_steps == 0:
         return torch.zeros((batch_size, 0), dtype=torch.long, device=emissions.device)
-    score = chain.start + emissions[:, 0]
-    backpointers = emissions.new_zeros((n_steps, batch_size, emissions.shape[2]), dtype=torch.long)
+    scores = emissions.new_empty((n_steps, batch_size, n_tags))
+    backpointers = emissions.new_empty((n_steps, batch_size, n_tags), dtype=torch.long)
+    scores[0] = score = chain.start + emissions[:, 0]
     for step in range(1, n_steps):
         # (batch, previous tag, next tag)
-        candidates = score.unsqueeze(2) + chain.transitions_after(step - 1) + emissions[:, step].unsqueeze(1)
-        best, backpointers[step] = candidates.max(dim=1)
-        score = torch.where(mask[:, step].unsqueeze(1), best, score)
-    lengths = mask.sum(dim=1)
-    score = score + chain.end_at(torch.arange(batch_size, device=emissions.device), lengths - 1)
-    current = score.argmax(dim=1)
-    path = torch.empty((batch_size, n_steps), dtype=torch.long, device=emissions.device)
-    # Walk back from the last step; rows shorter than `step` keep their final
-    # tag until their own last step is reached.
+        best, backpointers[step] = (score.unsqueeze(2) + chain.transitions_after(step - 1)).max(dim=1)
+        scores[step] = score = best + emissions[:, step]
+    rows = torch.arange(batch_size, device=emissions.device)
+    last = mask.sum(dim=1) - 1
+    final = scores[last, rows] + chain.end_at(rows, last)
+    return torch.from_numpy(
+        _trace_back(backpointers.cpu().numpy(), final.argmax(dim=1).cpu().numpy(), last.cpu().numpy())
+    ).to(emissions.device)
+
+
+def _trace_back(backpointers: numpy.ndarray, final_tags: numpy.ndarray, last: numpy.ndarray) -> numpy.ndarray:
+    """The paths that end in `final_tags` at steps `last`, from backpointers (time, batch, tags); 0 past the end."""
+    n_steps, batch_size, _ = backpointers.shape
+    rows = numpy.arange(batch_size)
+    path = numpy.zeros((batch_size, n_steps), dtype="int64")
+    current = final_tags
     for step in range(n_steps - 1, 0, -1):
         path[:, step] = current
-        previous = backpointers[step].gather(1, current.unsqueeze(1)).squeeze(1)
-        current = torch.where(step < lengths, previous, current)
+        # Rows that end before `step` hold their final tag until they reach their own last step.
+        current = numpy.where(step <= last, backpointers[step, rows, current], current)
     path[:, 0] = current
-    return path.masked_fill(~mask, 0)
+    path[numpy.arange(n_steps) > last[:, None]] = 0
+    return path
 
 
 def forward_backward(chain: ChainScores, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -151,7 +168,9 @@ def forward_backward(chain: ChainScores, mask: torch.Tensor) -> Tuple[torch.Tens
     Values at padding positions are undefined.
 
     The backward pass is the forward pass over each row reversed within its
-    own length (transitions transposed), so that neither pass needs masking.
+    own length (transitions transposed), so that neither pass needs masking;
+    the two run as one scan over a stacked pair, so the loop's per-step cost
+    is paid once.
     """
     emissions = chain.emissions
     batch_size, n_steps, n_tags = emissions.shape
@@ -159,20 +178,20 @@ def forward_backward(chain: ChainScores, mask: torch.Tensor) -> Tuple[torch.Tens
     rows = torch.arange(batch_size, device=emissions.device)
     end = chain.end_at(rows, lengths - 1)
     blank = chain.blank
-    # Step t of the forward scan leaves step t - 1.
-    leaving_blank = None if blank is None else torch.nn.functional.pad(blank[:, :-1], (1, 0))
-    alpha = _log_scan(
-        chain.start + emissions[:, 0], emissions, chain.transitions, chain.blank_transitions, leaving_blank
-    )
     # reverse[b, s] = lengths[b] - 1 - s: step s of the reversed row (clamped in the padding).
     reverse = (lengths.unsqueeze(1) - 1 - torch.arange(n_steps, device=emissions.device)).clamp(min=0)
     reversed_emissions = emissions.gather(1, reverse.unsqueeze(2).expand(-1, -1, n_tags))
     # Reversed, alpha's recursion over (emission + beta) runs from the end
     # score, and step s crosses the transition that leaves reversed step s.
-    reversed_blank = None if blank is None else blank.gather(1, reverse)
-    blank_transitions = None if blank is None else chain.blank_transitions.t()
-    reversed_sums = _log_scan(
-        end + reversed_emissions[:, 0], reversed_emissions, chain.transitions.t(), blank_transitions, reversed_blank
+    first = torch.stack([chain.start + emissions[:, 0], end + reversed_emissions[:, 0]])
+    transitions = torch.stack([chain.transitions, chain.transitions.t()])
+    blank_transitions = use_blank = None
+    if blank is not None:
+        blank_transitions = torch.stack([chain.blank_transitions, chain.blank_transitions.t()])
+        # Step t of the forward scan leaves step t - 1.
+        use_blank = torch.stack([torch.nn.functional.pad(blank[:, :-1], (1, 0)), blank.gather(1, reverse)])
+    alpha, reversed_sums = _log_scan(
+        first, torch.stack([emissions, reversed_emissions]), transitions, blank_transitions, use_blank
     )
     beta = (reversed_sums - reversed_emissions).gather(1, reverse.unsqueeze(2).expand(-1, -1, n_tags))
     log_z = torch.logsumexp(alpha[rows, lengths - 1] + end, dim=1)
@@ -186,32 +205,43 @@ def _log_scan(
     other_transitions: Optional[torch.Tensor] = None,
     use_other: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """out[:, 0] = first; out[:, t, j] = log Σ_i exp(out[:, t-1, i] + transitions[i, j]) + emissions[:, t, j].
+    """out[..., 0, :] = first; out[..., t, j] = log Σ_i exp(out[..., t-1, i] + transitions[..., i, j]) + emissions[..., t, j].
 
-    Where use_other[b, t] (batch, time) is set, step t of row b takes
-    `other_transitions` instead.
+    emissions (..., batch, time, tags), first (..., batch, tags), transitions
+    (..., tags, tags): the leading dimensions, if any, are independent scans
+    with transitions of their own. Where use_other (..., batch, time) is set,
+    that step of that row takes `other_transitions` instead.
 
-    Each step is a matrix product in probability space, shifted by the
-    previous step's maximum (and the transitions' maximum) so that nothing
-    overflows: on the CPU, several times faster for these small tensors
-    than a log-sum-exp over (batch, tags, tags). A tag whose share
-    underflows gets -inf: probability zero.
+    The scaled forward algorithm: each step is a matrix product in
+    probability space, normalised to sum to one, and the logs of the
+    normalisers are summed after the loop. On the CPU that is several times
+    faster for these small tensors than a log-sum-exp over (batch, tags,
+    tags), and it leaves five small ops per step. The transitions and each
+    step's emissions are shifted by their maximum, so nothing overflows; a
+    tag whose share underflows gets -inf: probability zero.
     """
-    top = transitions.max()
+    top = transitions.amax(dim=(-2, -1), keepdim=True)
     weights = (transitions - top).exp()
     other_weights = None if use_other is None else (other_transitions - top).exp()
-    shifted = emissions + top
-    out = emissions.new_empty(emissions.shape)
-    out[:, 0] = current = first
-    for step in range(1, emissions.shape[1]):
-        peak = current.amax(dim=1, keepdim=True)
-        scaled = (current - peak).exp()
-        mixed = scaled @ weights
+    peaks = emissions.amax(dim=-1, keepdim=True)
+    scaled_emissions = (emissions - peaks).exp()
+    first_peak = first.amax(dim=-1, keepdim=True)
+    current = (first - first_peak).exp()
+    shares = emissions.new_empty(emissions.shape)
+    normalisers = emissions.new_empty(emissions.shape[:-1] + (1,))
+    normalisers[..., 0, :] = current.sum(dim=-1, keepdim=True)
+    shares[..., 0, :] = current = current / normalisers[..., 0, :]
+    for step in range(1, emissions.shape[-2]):
+        mixed = current @ weights
         if other_weights is not None:
-            mixed = torch.where(use_other[:, step].unsqueeze(1), scaled @ other_weights, mixed)
-        current = mixed.log() + peak + shifted[:, step]
-        out[:, step] = current
-    return out
+            mixed = torch.where(use_other[..., step].unsqueeze(-1), current @ other_weights, mixed)
+        mixed = mixed * scaled_emissions[..., step, :]
+        normalisers[..., step, :] = total = mixed.sum(dim=-1, keepdim=True)
+        shares[..., step, :] = current = mixed / total
+    # out[..., t, :] = log shares + Σ_{s ≤ t} (log normaliser_s + shift_s), where step 0's shift is
+    # first's peak and each later step's is the transitions' peak and its emissions'.
+    shifts = torch.cat([first_peak.unsqueeze(-2), peaks[..., 1:, :] + top.unsqueeze(-3)], dim=-2)
+    return shares.log() + (normalisers.log() + shifts).cumsum(dim=-2)
 
 
 def span_probabilities(chain: ChainScores, mask: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
