@@ -1,7 +1,6 @@
 """Time `annotate` on this machine: local with 1 and 2 processes, Ray with 1 and 2 workers
 (spacy_bert_crf.lab.annotation_benchmark)."""
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,6 +9,7 @@ import typer
 from wasabi import msg
 
 from spacy_bert_crf.lab.annotation_benchmark import measure_annotation
+from spacy_bert_crf.lab.benchmark_report import write_json_report
 
 ANNOTATE = [sys.executable, str(Path(__file__).resolve().parent / "annotate.py")]
 
@@ -31,10 +31,7 @@ def main(
     result = measure_annotation(
         ANNOTATE, model, lines, scratch, configurations=chosen, shard_lines=shard_lines, log=msg.info
     )
-    text = json.dumps(result, indent=2)
-    if output is not None:
-        output.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    print(write_json_report(result, output))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Optional
 import pytest
 import spacy
 import typer
+from spacy.training import Example
 from typer.testing import CliRunner, Result
 
 from spacy_bert_crf.formats import read_two_file
@@ -57,6 +58,17 @@ def tiny_bigram_encoder(tmp_path_factory, tiny_vectors) -> Path:
         shape=TINY_SHAPE,
         char_vectors=tiny_vectors / "chars.npz",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_encoder, pd2014_docs, tmp_path_factory) -> Path:
+    """A saved `bert_crf_ner` pipeline on the tiny encoder, initialised (not trained) on 8 PD2014 sentences."""
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_encoder))
+    nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:8]])
+    path = tmp_path_factory.mktemp("pipeline") / "tiny"
+    nlp.to_disk(path)
+    return path
 
 
 @pytest.fixture(scope="session")

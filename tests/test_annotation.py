@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import spacy
-from spacy.training import Example
 
-from conftest import ROOT, run_script, tagger_config
+from conftest import ROOT, run_script
 from spacy_bert_crf.lab.annotation import (
     InputFormat,
     annotate,
@@ -28,13 +27,8 @@ from spacy_bert_crf.lab.annotation_benchmark import process_tree, run_sampled, w
 
 
 @pytest.fixture(scope="module")
-def model(tiny_encoder, pd2014_docs, tmp_path_factory) -> Path:
-    nlp = spacy.blank("zh")
-    nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_encoder))
-    nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:8]])
-    path = tmp_path_factory.mktemp("annotation") / "model"
-    nlp.to_disk(path)
-    return path
+def model(tiny_pipeline):
+    return tiny_pipeline
 
 
 @pytest.fixture(scope="module")

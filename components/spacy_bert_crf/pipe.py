@@ -17,6 +17,7 @@ from .architectures import has_head_module, head_module, set_num_tags
 from .char_inputs import is_blank
 from .gold import UnknownTagError, aligned_iob, tag_ids
 from .heads import DocEntities, HeadAdapter, StageTimer
+from .quantization import quantize_linear_layers
 from .schemes import bio_tags, parse_tag
 from .scoring import score_ner
 
@@ -43,6 +44,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "model": DEFAULT_MODEL,
         "spans_key": "ents",
         "encoder_sub_batches": 4,
+        "quantize": False,
         "scorer": {"@scorers": "spacy_bert_crf.ner_scorer.v1"},
     },
     default_score_weights={
@@ -59,6 +61,7 @@ def make_bert_crf_ner(
     model: Model[List[Doc], List[Floats2d]],
     spans_key: Optional[str],
     encoder_sub_batches: int,
+    quantize: bool,
     scorer: Optional[Callable],
 ) -> "BertCrfNer":
     """Create a `bert_crf_ner` pipe: BIO tagging with a CRF (or softmax) head.
@@ -69,9 +72,19 @@ def make_bert_crf_ner(
     encoder_sub_batches: at prediction, each batch is sorted by length and
     encoded in this many sub-batches, so that short texts are not padded to
     the longest (as spaCy's parser does); decoding takes the whole batch.
+    quantize: when the pipe is loaded, quantise the encoder's linear layers to
+    int8 (quantization.py), for CPU inference; set it at load time, e.g.
+    `spacy.load(path, config={"components": {name: {"quantize": True}}})`.
+    A quantised pipe predicts, and cannot be trained or saved.
     """
     return BertCrfNer(
-        nlp.vocab, model, name, spans_key=spans_key, encoder_sub_batches=encoder_sub_batches, scorer=scorer
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        encoder_sub_batches=encoder_sub_batches,
+        quantize=quantize,
+        scorer=scorer,
     )
 
 
@@ -108,6 +121,7 @@ class BertCrfNer(TrainablePipe):
         *,
         spans_key: Optional[str] = "ents",
         encoder_sub_batches: int = 4,
+        quantize: bool = False,
         scorer: Optional[Callable] = score_ner,
     ):
         self.vocab = vocab
@@ -119,6 +133,9 @@ class BertCrfNer(TrainablePipe):
         self.cfg = {"labels": []}
         self.spans_key = spans_key
         self.encoder_sub_batches = encoder_sub_batches
+        self.quantize = quantize
+        # Whether the encoder's weights are int8 now: set once, by from_disk or from_bytes.
+        self.quantized = False
         # Training tokens without a gold tag, trained as `O`: counted over the
         # run, and reported at its end by the training logger.
         self.tokens_without_gold = 0
@@ -158,6 +175,11 @@ class BertCrfNer(TrainablePipe):
     ) -> None:
         """Read the entity types from the data (or take `labels`) and size the model."""
         validate_get_examples(get_examples, "BertCrfNer.initialize")
+        if self.quantize:
+            raise ValueError(
+                f"'{self.name}' has quantize = true, which is for loading a trained pipe for CPU "
+                "inference; train with quantize = false."
+            )
         if labels is None:
             labels = sorted({ent.label_ for example in get_examples() for ent in example.reference.ents})
         self.cfg["labels"] = list(dict.fromkeys(labels))
@@ -214,6 +236,7 @@ class BertCrfNer(TrainablePipe):
         losses=None,
     ):
         """Learn from a batch of examples; add the loss to `losses[self.name]`."""
+        self._refuse_if_quantized("update")
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
@@ -246,6 +269,36 @@ class BertCrfNer(TrainablePipe):
         """The scorer's entity P/R/F and token accuracy, with the calibration
         of the probabilities in `doc.spans[spans_key]` where they are kept."""
         return super().score(examples, **{"spans_key": self.spans_key, **kwargs})
+
+    def to_bytes(self, *, exclude=tuple()):
+        self._refuse_if_quantized("to_bytes")
+        return super().to_bytes(exclude=exclude)
+
+    def to_disk(self, path, *, exclude=tuple()):
+        self._refuse_if_quantized("to_disk")
+        return super().to_disk(path, exclude=exclude)
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        super().from_bytes(bytes_data, exclude=exclude)
+        self._quantize_if_set()
+        return self
+
+    def from_disk(self, path, *, exclude=tuple()):
+        super().from_disk(path, exclude=exclude)
+        self._quantize_if_set()
+        return self
+
+    def _quantize_if_set(self) -> None:
+        if self.quantize and not self.quantized:
+            quantize_linear_layers(self.model.get_ref("tok2vec"))
+            self.quantized = True
+
+    def _refuse_if_quantized(self, method: str) -> None:
+        if self.quantized:
+            raise ValueError(
+                f"'{self.name}' was loaded with quantize = true: its encoder is int8, for inference only, "
+                f"so {method} is not possible. Load the pipeline without quantize to train or save it."
+            )
 
     @property
     def head(self) -> HeadAdapter:

@@ -3,6 +3,8 @@ targets, and the Markdown tables scripts/benchmark.py writes into
 docs/BENCHMARKS.md, from the results of `benchmark_systems`.
 """
 
+import json
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import torch
@@ -196,3 +198,11 @@ def replace_section(markdown: str, section: str, marker: str = "benchmark") -> s
         head, rest = markdown.split(start, 1)
         return head + block + rest.split(end, 1)[1]
     return markdown.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def write_json_report(result: Dict[str, Any], output: Optional[Path]) -> str:
+    """A benchmark's result as indented JSON, written to `output` too when given."""
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+    return text

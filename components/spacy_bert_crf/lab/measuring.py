@@ -30,16 +30,19 @@ def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
         return pool.submit(function, *args).result()
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, in MiB.
+def peak_rss_mib(pid: Optional[int] = None) -> float:
+    """The peak resident memory so far of process `pid` (default: this one), in MiB.
 
     Linux's VmHWM, where there is one: `getrusage`'s maxrss survives `exec`, so
     a freshly spawned process would report its parent's peak if that was higher.
+    Another process's peak needs /proc.
     """
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as status:
             return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
+        if pid is not None:
+            raise
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
