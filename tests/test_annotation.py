@@ -23,7 +23,8 @@ from spacy_bert_crf.lab.annotation import (
     shard_documents,
     shard_path,
 )
-from spacy_bert_crf.lab.annotation_benchmark import process_tree, run_sampled, worker_peaks_mib
+from spacy_bert_crf.lab.annotation_benchmark import run_sampled, worker_peaks_mib
+from spacy_bert_crf.lab.measuring import process_tree
 
 
 @pytest.fixture(scope="module")

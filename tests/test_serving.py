@@ -236,6 +236,25 @@ def test_requests_past_their_timeout_get_504(model):
         assert client.get("/healthz").status_code == 200
 
 
+def test_a_killed_worker_is_replaced(model):
+    app = create_app(partial(load_pipeline, str(model)), ServeSettings(workers=1))
+    with TestClient(app) as client:
+        wait_until_ready(client)
+        assert client.post("/v1/ents", json={"text": "北京"}).status_code == 200
+        (worker,) = app.state.server.pool.worker_pids()
+        os.kill(worker, signal.SIGKILL)
+        statuses = []
+        deadline = time.monotonic() + 120
+        while not statuses or statuses[-1] != 200:
+            assert time.monotonic() < deadline, statuses
+            response = client.post("/v1/ents", json={"text": "北京"})
+            statuses.append(response.status_code)
+            if response.status_code == 500:
+                assert "worker process died" in response.json()["detail"]
+        assert set(statuses[:-1]) <= {500}
+        assert worker not in app.state.server.pool.worker_pids()
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="max_batch_texts"):
         ServeSettings(max_batch_texts=0)

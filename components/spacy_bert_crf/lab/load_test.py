@@ -1,4 +1,4 @@
-"""Load-test the server: a real HTTP client (httpx2, asyncio) against a server process on 127.0.0.1.
+"""Load-test the server: a real HTTP client (aiohttp, asyncio) against a server process on 127.0.0.1.
 
 `ServerProcess` starts `serving.serve` in a fresh process on a free port and
 waits until `/readyz` says the model is loaded; `run_load` sends a bounded
@@ -6,6 +6,7 @@ number of requests from `concurrency` clients at once and times each one.
 """
 
 import asyncio
+import json
 import math
 import multiprocessing
 import os
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+import aiohttp
 import httpx2
 
 from .serving import ENTS_PATH, ServeSettings, serve
@@ -152,23 +154,25 @@ async def _load(url, texts, n_requests, concurrency, timeout, keep_responses) ->
     statuses = [0] * n_requests
     responses: List[Optional[Dict[str, Any]]] = [None] * n_requests
     next_request = iter(range(n_requests))
-    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def client_loop(client: httpx2.AsyncClient) -> None:
+    async def client_loop(session: aiohttp.ClientSession) -> None:
         for i in next_request:
             started = time.perf_counter()
             try:
-                response = await client.post(ENTS_PATH, json={"text": texts[i % len(texts)]})
-                statuses[i] = response.status_code
+                async with session.post(ENTS_PATH, json={"text": texts[i % len(texts)]}) as response:
+                    body = await response.read()
+                    statuses[i] = response.status
                 if keep_responses:
-                    responses[i] = response.json()
-            except httpx2.HTTPError:
+                    responses[i] = json.loads(body)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 statuses[i] = -1  # no response at all: counted as an error
             latencies[i] = time.perf_counter() - started
 
-    async with httpx2.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=client_timeout) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop(session) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     chars = sum(len(texts[i % len(texts)]) for i in range(n_requests))
     return LoadResult(concurrency, seconds, chars, latencies, statuses, responses)

@@ -9,6 +9,7 @@ lasted at least `min_seconds`, and reports the median over the passes.
 """
 
 import math
+import os
 import resource
 import statistics
 import time
@@ -44,6 +45,32 @@ def peak_rss_mib(pid: Optional[int] = None) -> float:
         if pid is not None:
             raise
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def process_tree(root: int) -> Dict[int, Dict[str, object]]:
+    """The process `root` and all its descendants: command line and resident KiB of each."""
+    parents, info = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as status:
+                rss = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError):
+            continue
+        parents[int(entry)] = int(fields[1])
+        info[int(entry)] = {"command": command, "rss_kib": rss}
+    tree, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in info:
+            tree[pid] = info[pid]
+        frontier.extend(child for child, parent in parents.items() if parent == pid)
+    return tree
 
 
 def _no_synchronization() -> None:

@@ -12,12 +12,12 @@ Offsets are in characters (code points) of the text as sent; each entity's
 probability is its marginal under the CRF, from `doc.spans["ents"]`.
 
 Micro-batching: the requests that arrive while the model is busy, or within
-`max_wait_ms` of the first, are tagged by one `nlp.pipe` call, on one worker
-thread so that the event loop keeps accepting requests meanwhile. torch
-computes a batch on all the cores it has, so one thread is all the model
-needs; a batch ends at `max_batch_texts` texts or `max_batch_chars`
-characters (whole requests: a request is never split). `max_batch_texts = 1`
-tags each request alone, which is micro-batching off.
+`max_wait_ms` of each other while another batch is in flight, are tagged by
+one `nlp.pipe` call; a batch ends at `max_batch_texts` texts or
+`max_batch_chars` characters (whole requests: a request is never split).
+`max_batch_texts = 1` tags each request alone, which is micro-batching off.
+The model runs in `workers` processes (TaggerPool), one batch each at a time,
+so that the event loop keeps accepting requests meanwhile.
 
 Limits answer with a status and a message, never a crash: a body over
 `max_body_bytes` or a text over `max_text_chars` is 413, bad JSON or a field
@@ -169,6 +169,10 @@ class TaggerPool:
             self._executor = self._new_executor()
             raise
 
+    def worker_pids(self) -> List[int]:
+        """The process ids of the workers running now."""
+        return list(self._executor._processes or {})
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -279,7 +283,9 @@ class MicroBatcher:
         """Whole requests, oldest first, until the batch is full or its oldest has waited `max_wait_ms`.
 
         Under load, the requests that came in while the last batch ran have
-        waited already, so the next batch starts at once."""
+        waited already, so the next batch starts at once. With no batch in
+        flight there is nothing to wait for: the batch goes at once, and what
+        comes in meanwhile gathers for the next."""
         loop = asyncio.get_running_loop()
         batch: List[_Waiting] = []
         n_texts = n_chars = 0
@@ -303,7 +309,7 @@ class MicroBatcher:
                 n_chars += size
                 if deadline is None:
                     deadline = waiting.arrived + self.settings.max_wait_ms / 1000
-            if batch and (n_texts >= self.settings.max_batch_texts or loop.time() >= deadline):
+            if batch and (n_texts >= self.settings.max_batch_texts or loop.time() >= deadline or not self._in_flight):
                 return batch
             self._arrived.clear()
             try:
@@ -477,7 +483,7 @@ def create_app(load: Callable[[], Language], settings: ServeSettings = ServeSett
     )
     app.state.server = state
 
-    @app.post(ENTS_PATH, response_model=EntsResponse, responses={413: {}, 503: {}, 504: {}})
+    @app.post(ENTS_PATH, response_model=EntsResponse, responses={413: {}, 500: {}, 503: {}, 504: {}})
     async def ents(request: EntsRequest) -> Dict[str, Any]:
         """The entities of each text: character offsets, label, text and probability."""
         texts = request.all_texts
@@ -500,6 +506,8 @@ def create_app(load: Callable[[], Language], settings: ServeSettings = ServeSett
             raise HTTPException(503, str(error)) from None
         except asyncio.TimeoutError:
             raise HTTPException(504, f"Not tagged within {settings.request_timeout_s} s (request_timeout_s)") from None
+        except BrokenProcessPool:
+            raise HTTPException(500, "The model's worker process died; new workers are starting: try again") from None
         # Returned as a response, FastAPI skips validating what annotation.doc_entities built;
         # `response_model` still documents it.
         return JSONResponse({"results": [{"ents": ents} for ents in results]})

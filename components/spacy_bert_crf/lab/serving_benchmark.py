@@ -15,7 +15,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from .load_test import ServerProcess, run_load
-from .measuring import in_fresh_process, peak_rss_mib
+from .measuring import in_fresh_process, peak_rss_mib, process_tree
 from .serving import ServeSettings, load_pipeline
 
 WARMUP_REQUESTS = 32
@@ -43,13 +43,14 @@ def serving_benchmark(
             with ServerProcess(model, mode, quantize) as server:
                 run_load(server.url, texts, WARMUP_REQUESTS, concurrency)
                 result = run_load(server.url, texts, n_requests, concurrency)
-                server_rss = peak_rss_mib(server.pid)
-            run = {"batching": batching, **result.summary(), "server_peak_rss_mib": round(server_rss, 1)}
+                memory = server_memory(server.pid)
+            run = {"batching": batching, **result.summary(), **memory}
             runs.append(run)
             log(
                 f"batching {batching:>3}, concurrency {concurrency:>2}: {run['requests_per_s']} requests/s, "
                 f"{run['chars_per_s']} chars/s, p50/p95/p99 {run['p50_ms']}/{run['p95_ms']}/{run['p99_ms']} ms, "
-                f"{run['errors']} errors, server peak RSS {run['server_peak_rss_mib']} MiB"
+                f"{run['errors']} errors, peak RSS {run['server_peak_rss_mib']} MiB (server) + "
+                f"{run['worker_peak_rss_mib']} MiB (workers)"
             )
     library = in_fresh_process(library_throughput, model, request_texts(texts, n_requests), quantize)
     log(f"nlp.pipe in one process: {library['chars_per_s']} chars/s")
@@ -68,6 +69,16 @@ def serving_benchmark(
             "ratio": round(best_batched["chars_per_s"] / library["chars_per_s"], 3),
         },
     }
+
+
+def server_memory(pid: int) -> Dict[str, Any]:
+    """Peak resident MiB of the server process and of each of its model workers (not multiprocessing's tracker)."""
+    workers = [
+        round(peak_rss_mib(child), 1)
+        for child, process in process_tree(pid).items()
+        if child != pid and "resource_tracker" not in process["command"]
+    ]
+    return {"server_peak_rss_mib": round(peak_rss_mib(pid), 1), "worker_peak_rss_mib": workers}
 
 
 def library_throughput(model: str, texts: Sequence[str], quantize: bool) -> Dict[str, Any]:
