@@ -136,8 +136,8 @@ class TaggerPool:
 
     The model computes in processes of its own so that the server's event
     loop (HTTP parsing, JSON) and the pipe's Python-level steps do not take
-    turns at one interpreter lock: measured in one process, the pipe tagged
-    about a third slower on a worker thread under load than alone. `load`
+    turns at one interpreter lock: measured in one process, the pipe took
+    about 1.6 times as long per text on a worker thread under load as alone. `load`
     must be picklable (a module-level function, or a partial of one).
     Each worker computes on `threads` torch threads.
     """
@@ -161,12 +161,15 @@ class TaggerPool:
         done.pop().result()
 
     async def tag(self, texts: List[str]) -> List[List[Dict[str, Any]]]:
+        executor = self._executor
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, _tag_in_worker, texts)
+            return await asyncio.get_running_loop().run_in_executor(executor, _tag_in_worker, texts)
         except BrokenProcessPool:
-            # A worker died (killed, out of memory): its batch fails, and new workers take over.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = self._new_executor()
+            # A worker died (killed, out of memory): its batch fails, and new workers take over,
+            # once: the other batches in flight on the broken pool fail too.
+            if executor is self._executor:
+                executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._new_executor()
             raise
 
     def worker_pids(self) -> List[int]:
