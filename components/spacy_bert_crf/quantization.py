@@ -19,9 +19,8 @@ from thinc.api import Model, PyTorchShim
 from torch import nn
 
 
-def quantize_linear_layers(model: Model) -> int:
-    """Quantise, in place, the `nn.Linear` layers of every torch module in `model`; return how many."""
-    count = 0
+def quantize_linear_layers(model: Model) -> None:
+    """Quantise, in place, the `nn.Linear` layers of every torch module in `model`."""
     for node in model.walk():
         for shim in node.shims:
             module = getattr(shim, "_model", None)
@@ -33,10 +32,7 @@ def quantize_linear_layers(model: Model) -> int:
                     f"quantize is int8 inference on the CPU; layer '{node.name}' is on {device}. "
                     "Load the pipeline on the CPU (no spacy.require_gpu) to quantise it."
                 )
-            linears = sum(isinstance(layer, nn.Linear) for layer in module.modules())
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
                 warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor.*deprecated")
                 torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
-            count += linears
-    return count

@@ -129,6 +129,7 @@ class _Waiting:
     texts: List[str]
     future: asyncio.Future
     arrived: float
+    chars: int
 
 
 class TaggerPool:
@@ -247,7 +248,7 @@ class MicroBatcher:
             raise Overloaded(f"{self.queued_texts} texts are waiting to be tagged; try again shortly")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._waiting.append(_Waiting(texts, future, loop.time()))
+        self._waiting.append(_Waiting(texts, future, loop.time(), sum(map(len, texts))))
         self.queued_texts += len(texts)
         self._arrived.set()
         return await future
@@ -277,7 +278,7 @@ class MicroBatcher:
                 if not waiting.future.done():
                     waiting.future.set_result(results[offset : offset + len(waiting.texts)])
                 offset += len(waiting.texts)
-            self.observe(len(texts), sum(map(len, texts)), time.perf_counter() - started)
+            self.observe(len(texts), sum(waiting.chars for waiting in batch), time.perf_counter() - started)
         finally:
             self.queued_texts -= len(texts)
             self._free.release()
@@ -300,16 +301,15 @@ class MicroBatcher:
                     self._waiting.popleft()
                     self.queued_texts -= len(waiting.texts)
                     continue
-                size = sum(map(len, waiting.texts))
                 if batch and (
                     n_texts + len(waiting.texts) > self.settings.max_batch_texts
-                    or n_chars + size > self.settings.max_batch_chars
+                    or n_chars + waiting.chars > self.settings.max_batch_chars
                 ):
                     return batch
                 self._waiting.popleft()
                 batch.append(waiting)
                 n_texts += len(waiting.texts)
-                n_chars += size
+                n_chars += waiting.chars
                 if deadline is None:
                     deadline = waiting.arrived + self.settings.max_wait_ms / 1000
             if batch and (n_texts >= self.settings.max_batch_texts or loop.time() >= deadline or not self._in_flight):
