@@ -191,9 +191,11 @@ def clean_run(model, corpus, tmp_path):
 @requires_ray
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_ray_gives_the_local_engines_output(model, corpus, clean_run, tmp_path):
+def test_ray_gives_the_local_engines_output(model, corpus, clean_run, tmp_path, monkeypatch):
     import ray
 
+    # No cluster listens there: a run without --address must start its own Ray.
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     output = tmp_path / "ray"
     result = annotate(str(model), [corpus], output, engine="ray", workers=2, shard_lines=2, log=lambda line: None)
     assert result["complete"] and not ray.is_initialized()
@@ -201,8 +203,13 @@ def test_ray_gives_the_local_engines_output(model, corpus, clean_run, tmp_path):
 
 
 @pytest.fixture()
-def ray_cluster(tmp_path):
+def ray_cluster(tmp_path, monkeypatch):
     """A Ray head on 127.0.0.1 with 2 CPUs, stopped afterwards."""
+    # Ray 2.60 turns token authentication on for `ray start` when ~/.ray/auth_token
+    # exists, and a joining driver was then refused (InvalidAuthToken) on this machine;
+    # the head and the jobs the tests start (which inherit the environment) say the
+    # mode themselves, so a token left by an earlier run changes nothing.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     port = 6391
     start = subprocess.run(
         [

@@ -329,7 +329,9 @@ def annotate(
     elif engine == "ray":
         import ray
 
-        ray.init(address=address, num_cpus=None if address else workers, ignore_reinit_error=True)
+        # Without an address, a Ray of our own: "local" never joins a cluster that
+        # RAY_ADDRESS or a stale /tmp/ray/ray_current_cluster names.
+        ray.init(address=address or "local", num_cpus=None if address else workers, ignore_reinit_error=True)
         try:
             annotate_ray(
                 model,
