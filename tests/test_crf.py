@@ -75,7 +75,10 @@ def test_loss_is_pytorch_crf_negative_log_likelihood(seed, n_tags, n_steps):
     head = random_head(seed, n_tags)
     tags = torch.randint(0, n_tags, mask.shape, generator=torch.Generator().manual_seed(seed))
     expected = -head.crf(emissions, tags, mask, reduction="sum")
-    assert torch.allclose(head.loss(emissions, tags, mask), expected)
+    # The loss is a difference of float32 terms of size ~10 (log Z and the gold score),
+    # summed in another order than pytorch-crf's: where it is near 0 (seed 283, 2 tags,
+    # 1 step: 0.0318) only an absolute tolerance holds.
+    assert torch.allclose(head.loss(emissions, tags, mask), expected, atol=1e-5)
 
 
 @settings(max_examples=25, deadline=None)
