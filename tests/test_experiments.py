@@ -196,9 +196,10 @@ def test_report_is_rendered_from_the_json(report_inputs):
     assert "| train | 15 | 40.0 | 10.0 | 70.0 | 90 |" in text
     assert "| all entities | 61.00 | 59.00 | 60.00 |" in text
     assert "| crf | 61.00 | 59.00 | 60.00 |" in text and "| crf_lr_x1 | 51.00 |" in text
-    # crf_lr_x10 is compare-heads' crf run: said so, and its time counted once per experiment step.
+    # crf_lr_x10 is compare-heads' crf run: said so, and its training time counted once.
     assert "crf_lr_x10: the identical run of an experiment above" in text
-    assert "The experiment steps above, 2 of 5 run, took 3.0 min of wall time together." in text
+    assert "Training time of its 2 runs: 1.0 min; crf_lr_x10:" in text
+    assert "2 of 5 experiments run: 3 distinct training runs, 1.5 min of training together." in text
     assert "### `compare-layers`\n\nNot run" in text and "### `compare-init`\n\nNot run" in text
     assert (
         "(81,920 characters): 40 steps in 2 run(s), 163,840 tokens (2.00 epochs) in 2.8 min on cpu; MLM loss 9.50 at step 10 → 7.40 at step 40"
