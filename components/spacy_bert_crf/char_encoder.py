@@ -1,4 +1,4 @@
-"""`spacy_bert_crf.CharBertEncoder.v1`: a BERT that reads one character per position.
+"""`spacy_bert_crf.CharBertEncoder.v2`: a BERT that reads one character per position.
 
 Why a layer of our own rather than spacy-transformers' `TransformerModel`
 with a per-character tokenizer: the input is not only characters. Each
@@ -14,6 +14,9 @@ name (`BertModel.from_pretrained`), bert-base-chinese's real weights included.
 Long texts are read in windows of `window` characters, `stride` apart; each
 character takes its vector from the window in which it sits furthest from an
 edge (the overlap is split at its middle).
+
+v2 adds the lexicon flags (spacy_bert_crf/lexicon.py), a second input added
+to the embeddings as the bigrams are; v1 is v2 without them.
 
 The shim owns its module: it saves the BERT config, the vocabulary, the
 bigram keys and the weights, and `from_bytes` rebuilds the module from them,
@@ -35,6 +38,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from transformers.utils import logging as transformers_logging
 
 from .char_inputs import BigramVocab, CharVocab, load_vectors
+from .lexicon import Lexicon, read_lexicon
 
 
 class CharBert(nn.Module):
@@ -47,11 +51,13 @@ class CharBert(nn.Module):
         bigram_vocab: Optional[BigramVocab],
         bigram_width: int,
         train_bigram_vectors: bool = True,
+        lexicon: Optional[Lexicon] = None,
     ):
         super().__init__()
         self.bert = BertModel(config, add_pooling_layer=False)
         self.vocab = vocab
         self.bigram_vocab = bigram_vocab
+        self.lexicon = lexicon
         self.train_bigram_vectors = train_bigram_vectors
         if bigram_vocab is not None:
             self.bigrams = nn.Embedding(len(bigram_vocab), bigram_width)
@@ -59,6 +65,10 @@ class CharBert(nn.Module):
             # optimizer step each batch; the projection still learns.
             self.bigrams.weight.requires_grad_(train_bigram_vectors)
             self.bigram_projection = nn.Linear(2 * bigram_width, config.hidden_size, bias=False)
+        if lexicon is not None:
+            self.lexicon_projection = nn.Linear(lexicon.width, config.hidden_size, bias=False)
+            # Zero: training starts from the encoder without the lexicon, and learns what its flags are worth.
+            nn.init.zeros_(self.lexicon_projection.weight)
 
     @property
     def hidden_size(self) -> int:
@@ -69,6 +79,7 @@ class CharBert(nn.Module):
         ids: torch.Tensor,
         left: torch.Tensor,
         right: torch.Tensor,
+        lexicon_flags: torch.Tensor,
         attention_mask: torch.Tensor,
         rows: torch.Tensor,
     ) -> torch.Tensor:
@@ -78,14 +89,21 @@ class CharBert(nn.Module):
             embeddings = embeddings + self.bigram_projection(
                 torch.cat([self.bigrams(left), self.bigrams(right)], dim=-1)
             )
+        if self.lexicon is not None:
+            embeddings = embeddings + self.lexicon_projection(lexicon_flags)
         hidden = self.bert(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
         return hidden.reshape(-1, hidden.shape[-1])[rows]
 
     @classmethod
     def from_pretrained(
-        cls, name: str, bigram_vectors: Optional[str] = None, train_bigram_vectors: bool = True
+        cls,
+        name: str,
+        bigram_vectors: Optional[str] = None,
+        train_bigram_vectors: bool = True,
+        lexicon: Optional[str] = None,
     ) -> "CharBert":
-        """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams)."""
+        """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams)
+        and the lexicon file at `lexicon` (None: no lexicon flags)."""
         # A checkpoint's pooler (which NER has no use for) is left out: say nothing of it.
         verbosity = transformers_logging.get_verbosity()
         transformers_logging.set_verbosity_error()
@@ -100,7 +118,14 @@ class CharBert(nn.Module):
             bigram_vocab = BigramVocab(keys)
             # Unit scale, and a zero row for unknown bigrams.
             table = numpy.concatenate([numpy.zeros((1, vectors.shape[1]), "float32"), vectors / vectors.std()])
-        module = cls(bert.config, vocab, bigram_vocab, 0 if table is None else table.shape[1], train_bigram_vectors)
+        module = cls(
+            bert.config,
+            vocab,
+            bigram_vocab,
+            0 if table is None else table.shape[1],
+            train_bigram_vectors,
+            read_lexicon(lexicon) if lexicon else None,
+        )
         module.bert.load_state_dict(bert.state_dict())
         if table is not None:
             module.bigrams.weight.data.copy_(torch.from_numpy(table))
@@ -125,6 +150,7 @@ def serialize_char_bert(module: CharBert) -> bytes:
             "bigram_keys": None if bigram_vocab is None else bigram_vocab.keys,
             "bigram_width": module.bigrams.embedding_dim if bigram_vocab is not None else 0,
             "train_bigram_vectors": module.train_bigram_vectors,
+            "lexicon": None if module.lexicon is None else module.lexicon.to_dict(),
             "state": state.getvalue(),
         }
     )
@@ -140,6 +166,7 @@ def deserialize_char_bert(_module: Optional[CharBert], data: bytes, device: torc
         saved["bigram_width"],
         # Pipelines saved before the setting existed trained their table.
         saved.get("train_bigram_vectors", True),
+        None if saved.get("lexicon") is None else Lexicon.from_dict(saved["lexicon"]),
     )
     module.load_state_dict(torch.load(io.BytesIO(saved["state"]), map_location=device))
     return module.to(device)
@@ -151,6 +178,7 @@ class Windows(NamedTuple):
     ids: numpy.ndarray  # (windows, positions), [CLS] and [SEP] included
     left: numpy.ndarray  # (windows, positions): each character's left bigram row (0 elsewhere)
     right: numpy.ndarray  # (windows, positions): its right bigram row
+    lexicon_flags: numpy.ndarray  # (windows, positions, lexicon width; 0 without a lexicon)
     attention_mask: numpy.ndarray  # (windows, positions)
     rows: numpy.ndarray  # (characters,): each character's flat position in the windows
     lengths: List[int]  # characters per Doc
@@ -175,20 +203,27 @@ def owners(length: int, window: int, starts: Sequence[int]) -> numpy.ndarray:
 
 
 def doc_windows(
-    docs: Sequence[Doc], vocab: CharVocab, bigram_vocab: Optional[BigramVocab], window: int, stride: int
+    docs: Sequence[Doc],
+    vocab: CharVocab,
+    bigram_vocab: Optional[BigramVocab],
+    window: int,
+    stride: int,
+    lexicon: Optional[Lexicon] = None,
 ) -> Windows:
     """Cut `docs` into windows and note where each character's vector is to be read."""
-    pieces = []  # (ids, left, right) per window
+    pieces = []  # (ids, left, right, lexicon flags) per window
     rows = []
+    lexicon_width = 0 if lexicon is None else lexicon.width
     for doc in docs:
         texts = [token.text for token in doc]
         ids = vocab.ids(texts)
         bigram_rows = bigram_vocab.ids(texts) if bigram_vocab is not None else numpy.zeros((len(texts) + 1,), "int64")
+        flags = lexicon.features(texts) if lexicon is not None else numpy.zeros((len(texts), 0), "float32")
         starts = window_starts(len(texts), window, stride)
         first_window = len(pieces)
         for start in starts:
             end = min(start + window, len(texts))
-            pieces.append((ids[start:end], bigram_rows[start:end], bigram_rows[start + 1 : end + 1]))
+            pieces.append((ids[start:end], bigram_rows[start:end], bigram_rows[start + 1 : end + 1], flags[start:end]))
         owner = owners(len(texts), window, starts)
         positions = numpy.arange(len(texts)) - numpy.asarray(starts)[owner] + 1
         rows.append((first_window + owner, positions))
@@ -197,24 +232,26 @@ def doc_windows(
     ids = numpy.full((n_windows, width), vocab.pad_id, dtype="int64")
     left = numpy.zeros((n_windows, width), dtype="int64")
     right = numpy.zeros((n_windows, width), dtype="int64")
+    lexicon_flags = numpy.zeros((n_windows, width, lexicon_width), dtype="float32")
     attention_mask = numpy.zeros((n_windows, width), dtype="int64")
-    for k, (piece_ids, piece_left, piece_right) in enumerate(pieces):
+    for k, (piece_ids, piece_left, piece_right, piece_flags) in enumerate(pieces):
         n = len(piece_ids)
         ids[k, 0] = vocab.cls_id
         ids[k, 1 : n + 1] = piece_ids
         ids[k, n + 1] = vocab.sep_id
         left[k, 1 : n + 1] = piece_left
         right[k, 1 : n + 1] = piece_right
+        lexicon_flags[k, 1 : n + 1] = piece_flags
         attention_mask[k, : n + 2] = 1
     flat_rows = (
         numpy.concatenate([window_index * width + position for window_index, position in rows])
         if rows
         else numpy.zeros((0,), "int64")
     )
-    return Windows(ids, left, right, attention_mask, flat_rows, [len(doc) for doc in docs])
+    return Windows(ids, left, right, lexicon_flags, attention_mask, flat_rows, [len(doc) for doc in docs])
 
 
-@registry.architectures("spacy_bert_crf.CharBertEncoder.v1")
+@registry.architectures("spacy_bert_crf.CharBertEncoder.v2")
 def build_char_bert_encoder(
     name: str,
     bigram_vectors: Optional[str] = None,
@@ -222,6 +259,7 @@ def build_char_bert_encoder(
     stride: int = 192,
     mixed_precision: bool = False,
     train_bigram_vectors: bool = True,
+    lexicon: Optional[str] = None,
 ) -> Model[List[Doc], List[Floats2d]]:
     """One vector per token from a BERT that reads one character per position.
 
@@ -236,6 +274,9 @@ def build_char_bert_encoder(
     train_bigram_vectors: whether training updates the bigram table itself
     (false: only its projection learns, and each step is about a fifth faster
     on the CPU with the shipped 148k-row table).
+    lexicon: a `word<TAB>class` file (`scripts/build_lexicon.py`) whose
+    B/M/E/S flags (spacy_bert_crf/lexicon.py) are added to the character
+    embeddings through a learned projection; null or "" leaves them out.
     """
     if not 0 < stride <= window:
         raise ValueError(f"stride must be in 1..window ({window}); got {stride}")
@@ -256,8 +297,22 @@ def build_char_bert_encoder(
             "window": window,
             "stride": stride,
             "train_bigram_vectors": train_bigram_vectors,
+            "lexicon": lexicon or None,
         },
     )
+
+
+@registry.architectures("spacy_bert_crf.CharBertEncoder.v1")
+def build_char_bert_encoder_v1(
+    name: str,
+    bigram_vectors: Optional[str] = None,
+    window: int = 256,
+    stride: int = 192,
+    mixed_precision: bool = False,
+    train_bigram_vectors: bool = True,
+) -> Model[List[Doc], List[Floats2d]]:
+    """CharBertEncoder.v2 without lexicon flags, for the configs written before them."""
+    return build_char_bert_encoder(name, bigram_vectors, window, stride, mixed_precision, train_bigram_vectors)
 
 
 def char_bert_module(model: Model) -> CharBert:
@@ -270,7 +325,9 @@ def char_bert_module(model: Model) -> CharBert:
 
 def _init(model: Model, X=None, Y=None) -> None:
     attrs = model.attrs
-    module = CharBert.from_pretrained(attrs["name"], attrs["bigram_vectors"], attrs["train_bigram_vectors"])
+    module = CharBert.from_pretrained(
+        attrs["name"], attrs["bigram_vectors"], attrs["train_bigram_vectors"], attrs["lexicon"]
+    )
     max_positions = module.bert.config.max_position_embeddings
     if model.attrs["window"] + 2 > max_positions:
         raise ValueError(f"window {model.attrs['window']} + 2 exceeds the encoder's {max_positions} positions")
@@ -280,12 +337,21 @@ def _init(model: Model, X=None, Y=None) -> None:
 def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     shim = model.shims[0]
     module = char_bert_module(model)
-    windows = doc_windows(docs, module.vocab, module.bigram_vocab, model.attrs["window"], model.attrs["stride"])
+    windows = doc_windows(
+        docs, module.vocab, module.bigram_vocab, model.attrs["window"], model.attrs["stride"], module.lexicon
+    )
     device = shim.device
     inputs = ArgsKwargs(
         args=tuple(
             torch.as_tensor(array, device=device)
-            for array in (windows.ids, windows.left, windows.right, windows.attention_mask, windows.rows)
+            for array in (
+                windows.ids,
+                windows.left,
+                windows.right,
+                windows.lexicon_flags,
+                windows.attention_mask,
+                windows.rows,
+            )
         ),
         kwargs={},
     )

@@ -27,9 +27,10 @@ DEFAULT_MODEL_CONFIG = """
 crf_learn_rate_scale = 10.0
 
 [model.tok2vec]
-@architectures = "spacy_bert_crf.CharBertEncoder.v1"
+@architectures = "spacy_bert_crf.CharBertEncoder.v2"
 name = "bert-base-chinese"
 bigram_vectors = null
+lexicon = null
 window = 256
 stride = 192
 mixed_precision = false
