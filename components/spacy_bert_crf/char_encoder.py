@@ -15,11 +15,11 @@ Long texts are read in windows of `window` characters, `stride` apart; each
 character takes its vector from the window in which it sits furthest from an
 edge (the overlap is split at its middle).
 
-v2 adds the lexicon flags (spacy_bert_crf/lexicon.py), a second input added
+v2 adds the lexicon flags (spacy_bert_crf/lexicon.py), one more input added
 to the embeddings as the bigrams are; v1 is v2 without them.
 
 The shim owns its module: it saves the BERT config, the vocabulary, the
-bigram keys and the weights, and `from_bytes` rebuilds the module from them,
+bigram keys, the lexicon and the weights, and `from_bytes` rebuilds the module from them,
 so a saved pipeline needs neither the encoder directory nor `assets/`.
 """
 
