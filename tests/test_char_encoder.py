@@ -8,7 +8,7 @@ import pytest
 import spacy
 import torch
 from spacy.training import Example
-from thinc.api import Adam
+from thinc.api import Adam, set_dropout_rate
 
 from conftest import ASSETS, tagger_config
 from spacy_bert_crf.char_encoder import CharBert, char_bert_module
@@ -184,3 +184,24 @@ def test_the_shipped_encoder_loads_in_the_pipe_with_the_bigrams():
     assert module.vocab.tokens == CharVocab.from_file(ASSETS / "bert-base-chinese" / "vocab.txt").tokens
     assert module.hidden_size == 256 and len(module.bigram_vocab) == len(load_vectors(SHIPPED / "bigrams.npz")[0]) + 1
     assert next(module.parameters()).dtype == torch.float32
+
+
+def test_spacy_dropout_rate_reaches_every_dropout_of_the_encoder(tiny_encoder, pd2014_docs):
+    """`[training] dropout` (the pipe's `drop`) sets the encoder's dropout, attention included."""
+    nlp = trained_pipe(tiny_encoder, None, pd2014_docs, steps=1)
+    tok2vec = nlp.get_pipe("bert_crf_ner").model.get_ref("tok2vec")
+    module = char_bert_module(tok2vec)
+    docs = [nlp.make_doc(text) for text in TEXTS]
+
+    def training_pass(rate):
+        set_dropout_rate(tok2vec, rate)
+        vectors, _ = tok2vec.begin_update(docs)
+        return numpy.concatenate(vectors)
+
+    assert numpy.array_equal(training_pass(0.0), training_pass(0.0))
+    assert not numpy.allclose(training_pass(0.4), training_pass(0.4))
+    rates = {layer.p for layer in module.modules() if isinstance(layer, torch.nn.Dropout)}
+    rates |= {layer.dropout_prob for layer in module.modules() if hasattr(layer, "dropout_prob")}
+    assert rates == {0.4}
+    nlp.update([Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:2]], drop=0.15)
+    assert {layer.p for layer in module.modules() if isinstance(layer, torch.nn.Dropout)} == {0.15}

@@ -298,6 +298,8 @@ def build_char_bert_encoder(
             "stride": stride,
             "train_bigram_vectors": train_bigram_vectors,
             "lexicon": lexicon or None,
+            # Set by the pipe's update (thinc's set_dropout_rate): spaCy's `[training] dropout`.
+            "dropout_rate": None,
         },
     )
 
@@ -334,9 +336,21 @@ def _init(model: Model, X=None, Y=None) -> None:
     model.shims[0]._model = module.to(get_torch_default_device())
 
 
+def set_encoder_dropout(module: nn.Module, rate: float) -> None:
+    """One dropout rate for every dropout of the encoder, the attention probabilities' included."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.p = rate
+        # The SDPA attention of transformers' BERT drops out inside the kernel, at this rate.
+        if hasattr(layer, "dropout_prob"):
+            layer.dropout_prob = rate
+
+
 def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     shim = model.shims[0]
     module = char_bert_module(model)
+    if is_train and model.attrs["dropout_rate"] is not None:
+        set_encoder_dropout(module, model.attrs["dropout_rate"])
     windows = doc_windows(
         docs, module.vocab, module.bigram_vocab, model.attrs["window"], model.attrs["stride"], module.lexicon
     )
