@@ -107,7 +107,9 @@ def test_the_shipped_lexicon_matches_its_provenance():
 @pytest.fixture
 def lexicon_file(tmp_path):
     path = tmp_path / "words.tsv"
-    path.write_text("".join(f"{word}\t{name}\n" for word, name in WORDS + [("人民", "WORD"), ("纽约", "LOC")]))
+    path.write_text(
+        "".join(f"{word}\t{name}\n" for word, name in WORDS + [("人民", "WORD"), ("纽约", "LOC")]), encoding="utf-8"
+    )
     return path
 
 
