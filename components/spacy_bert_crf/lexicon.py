@@ -20,6 +20,7 @@ import numpy
 from .char_inputs import folded_chars
 
 POSITIONS = ("B", "M", "E", "S")
+BEGIN, MIDDLE, END, SINGLE = range(len(POSITIONS))
 
 
 class Lexicon:
@@ -56,11 +57,11 @@ class Lexicon:
                     continue
                 k = class_ids[name]
                 if end - start == 1:
-                    flags[start, 3, k] = 1.0
+                    flags[start, SINGLE, k] = 1.0
                 else:
-                    flags[start, 0, k] = 1.0
-                    flags[start + 1 : end - 1, 1, k] = 1.0
-                    flags[end - 1, 2, k] = 1.0
+                    flags[start, BEGIN, k] = 1.0
+                    flags[start + 1 : end - 1, MIDDLE, k] = 1.0
+                    flags[end - 1, END, k] = 1.0
         return flags.reshape(len(chars), self.width)
 
     def to_dict(self) -> dict:
