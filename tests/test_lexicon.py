@@ -13,7 +13,8 @@ from spacy.training import Example
 from thinc.api import Adam
 
 from conftest import ASSETS, run_script, tagger_config
-from spacy_bert_crf.char_encoder import char_bert_module
+from spacy_bert_crf.char_encoder import char_bert_module, doc_windows
+from spacy_bert_crf.char_inputs import CharVocab, folded_chars
 from spacy_bert_crf.lab.lexicons import build_lexicon, read_jieba_dictionary
 from spacy_bert_crf.lexicon import POSITIONS, Lexicon, read_lexicon
 
@@ -22,7 +23,7 @@ WORDS = [("北京", "LOC"), ("北京大学", "ORG"), ("京", "LOC"), ("大学", 
 
 def flags_of(lexicon, text):
     """{character index: {(position, class), ...}} of the flags that are set."""
-    flags = lexicon.features(list(text)).reshape(len(text), len(POSITIONS), len(lexicon.classes))
+    flags = lexicon.features(folded_chars(list(text))).reshape(len(text), len(POSITIONS), len(lexicon.classes))
     return {i: {(POSITIONS[p], lexicon.classes[k]) for p, k in zip(*numpy.nonzero(flags[i]))} for i in range(len(text))}
 
 
@@ -37,16 +38,30 @@ def test_each_character_is_flagged_by_the_words_it_begins_continues_ends_or_is()
     assert flags[4] == {("E", "ORG"), ("E", "WORD")}
 
 
-def test_words_match_the_folded_characters():
+def test_the_encoders_windows_match_words_on_the_folded_characters():
     lexicon = Lexicon(WORDS)
-    assert (lexicon.features(list("１２月")) == lexicon.features(list("12月"))).all()
-    assert flags_of(lexicon, "１２月")[0] == {("B", "T")}
+    vocab = CharVocab.from_file(ASSETS / "bert-base-chinese" / "vocab.txt")
+    nlp = spacy.blank("zh")
+    full, half = (
+        doc_windows([nlp.make_doc(text)], vocab, None, 8, 6, lexicon).lexicon_flags for text in ("在１２月", "在12月")
+    )
+    assert (full == half).all() and full.shape == (1, 6, 16)
+    # Position 0 is [CLS]: 在 is at 1, and `12月` begins at 2.
+    assert not full[0, [0, 1, 5]].any()
+    assert (full[0, 2] == lexicon.features(list("12月"))[0]).all() and full[0, 2].sum() == 1
+
+
+def test_a_match_reaches_as_far_as_the_longest_word():
+    lexicon = Lexicon(WORDS + [("中华人民共和国万岁", "WORD")])
+    assert lexicon.max_length == 9
+    flags = flags_of(lexicon, "中华人民共和国万岁")
+    assert flags[0] == {("B", "WORD")} and flags[8] == {("E", "WORD")}
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.text(alphabet="北京大学12月 \n\x00A", max_size=30))
 def test_flags_have_one_row_per_character_and_are_zero_or_one(text):
-    features = Lexicon(WORDS).features(list(text))
+    features = Lexicon(WORDS).features(folded_chars(list(text)))
     assert features.shape == (len(text), 16) and set(numpy.unique(features)) <= {0.0, 1.0}
 
 
@@ -59,8 +74,8 @@ def test_a_lexicon_says_which_line_is_malformed_or_repeated(tmp_path):
     repeated.write_text("北京\tLOC\n北京\tORG\n", encoding="utf-8")
     with pytest.raises(ValueError, match="1 words occur more than once"):
         read_lexicon(repeated)
-    with pytest.raises(ValueError, match="longer than max_length 3"):
-        Lexicon([("中华人民共和国", "LOC")], max_length=3)
+    with pytest.raises(ValueError, match="an empty word"):
+        Lexicon([("", "LOC")])
 
 
 def test_building_from_a_jieba_dictionary_folds_classes_and_counts_what_it_leaves_out(tmp_path):

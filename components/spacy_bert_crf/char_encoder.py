@@ -37,7 +37,7 @@ from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertModel
 from transformers.utils import logging as transformers_logging
 
-from .char_inputs import BigramVocab, CharVocab, load_vectors
+from .char_inputs import BigramVocab, CharVocab, folded_chars, load_vectors
 from .lexicon import Lexicon, read_lexicon
 
 
@@ -217,8 +217,10 @@ def doc_windows(
     for doc in docs:
         texts = [token.text for token in doc]
         ids = vocab.ids(texts)
-        bigram_rows = bigram_vocab.ids(texts) if bigram_vocab is not None else numpy.zeros((len(texts) + 1,), "int64")
-        flags = lexicon.features(texts) if lexicon is not None else numpy.zeros((len(texts), 0), "float32")
+        # Folded once, for both the bigrams and the lexicon.
+        folded = folded_chars(texts) if bigram_vocab is not None or lexicon is not None else []
+        bigram_rows = bigram_vocab.rows(folded) if bigram_vocab is not None else numpy.zeros((len(texts) + 1,), "int64")
+        flags = lexicon.features(folded) if lexicon is not None else numpy.zeros((len(texts), 0), "float32")
         starts = window_starts(len(texts), window, stride)
         first_window = len(pieces)
         for start in starts:

@@ -157,8 +157,12 @@ class BigramVocab:
 
     def ids(self, texts: Sequence[str]) -> numpy.ndarray:
         """The n + 1 bigram rows of a text of n tokens."""
+        return self.rows(folded_chars(texts))
+
+    def rows(self, folded: Sequence[str]) -> numpy.ndarray:
+        """The n + 1 bigram rows of a text given as its n tokens' folded characters."""
         index = self.index
-        return numpy.fromiter((index.get(key, 0) for key in bigrams(folded_chars(texts))), dtype="int64")
+        return numpy.fromiter((index.get(key, 0) for key in bigrams(folded)), dtype="int64")
 
 
 def text_bigrams(text: str) -> List[str]:

@@ -9,15 +9,14 @@ of that class Begins at i, has i in its Middle, Ends at i, or is i alone
 projection, as the bigram vectors are.
 
 Words are matched on the characters as the vocabularies fold them
-(`char_inputs.fold`), so full-width text finds the same words.
+(`char_inputs.folded_chars`, which the encoder computes once per text for the
+bigrams and the lexicon), so full-width text finds the same words.
 """
 
 import gzip
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy
-
-from .char_inputs import folded_chars
 
 POSITIONS = ("B", "M", "E", "S")
 BEGIN, MIDDLE, END, SINGLE = range(len(POSITIONS))
@@ -26,15 +25,13 @@ BEGIN, MIDDLE, END, SINGLE = range(len(POSITIONS))
 class Lexicon:
     """Dictionary words, each with one class, and the (position, class) flags of a text."""
 
-    def __init__(self, entries: Iterable[Tuple[str, str]], max_length: int = 8):
+    def __init__(self, entries: Iterable[Tuple[str, str]]):
         self.entries: Dict[str, str] = dict(entries)
         self.classes: List[str] = sorted(set(self.entries.values()))
-        too_long = [word for word in self.entries if len(word) > max_length]
-        if too_long:
-            raise ValueError(f"{len(too_long)} words are longer than max_length {max_length}, e.g. {too_long[0]!r}")
         if any(not word for word in self.entries):
             raise ValueError("the lexicon holds an empty word")
-        self.max_length = max_length
+        # How far a match may reach from its first character.
+        self.max_length = max(map(len, self.entries), default=0)
         self._class_ids = {name: i for i, name in enumerate(self.classes)}
 
     def __len__(self) -> int:
@@ -45,9 +42,10 @@ class Lexicon:
         """Flags per character: one for every (position, class)."""
         return len(POSITIONS) * len(self.classes)
 
-    def features(self, texts: Sequence[str]) -> numpy.ndarray:
-        """(len(texts), width) float32 flags of a text given as its tokens' texts."""
-        chars = "".join(folded_chars(texts))
+    def features(self, folded: Sequence[str]) -> numpy.ndarray:
+        """(len(folded), width) float32 flags of a text given as its tokens' folded
+        characters (`char_inputs.folded_chars`)."""
+        chars = "".join(folded)
         flags = numpy.zeros((len(chars), len(POSITIONS), len(self.classes)), dtype="float32")
         entries, class_ids = self.entries, self._class_ids
         for start in range(len(chars)):
@@ -65,14 +63,14 @@ class Lexicon:
         return flags.reshape(len(chars), self.width)
 
     def to_dict(self) -> dict:
-        return {"words": list(self.entries), "classes": list(self.entries.values()), "max_length": self.max_length}
+        return {"words": list(self.entries), "classes": list(self.entries.values())}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Lexicon":
-        return cls(zip(data["words"], data["classes"]), data["max_length"])
+        return cls(zip(data["words"], data["classes"]))
 
 
-def read_lexicon(path, max_length: int = 8) -> Lexicon:
+def read_lexicon(path) -> Lexicon:
     """A lexicon file: one `word<TAB>class` a line, gzipped if the name ends in `.gz`."""
     opener = gzip.open if str(path).endswith(".gz") else open
     entries = []
@@ -82,7 +80,7 @@ def read_lexicon(path, max_length: int = 8) -> Lexicon:
             if len(fields) != 2 or not fields[0] or not fields[1]:
                 raise ValueError(f"{path}:{number}: expected `word<TAB>class`, got {line.rstrip()!r}")
             entries.append((fields[0], fields[1]))
-    lexicon = Lexicon(entries, max_length)
+    lexicon = Lexicon(entries)
     if len(lexicon) != len(entries):
         raise ValueError(f"{path}: {len(entries) - len(lexicon)} words occur more than once")
     return lexicon
