@@ -53,9 +53,33 @@ def test_the_encoders_windows_match_words_on_the_folded_characters():
 
 def test_a_match_reaches_as_far_as_the_longest_word():
     lexicon = Lexicon(WORDS + [("中华人民共和国万岁", "WORD")])
-    assert lexicon.max_length == 9
     flags = flags_of(lexicon, "中华人民共和国万岁")
     assert flags[0] == {("B", "WORD")} and flags[8] == {("E", "WORD")}
+
+
+def brute_force_flags(lexicon, text):
+    """The flags of every substring that is a word, found without the search's early stop."""
+    flags = {i: set() for i in range(len(text))}
+    for start in range(len(text)):
+        for end in range(start + 1, len(text) + 1):
+            name = lexicon.entries.get(text[start:end])
+            if name is None:
+                continue
+            if end - start == 1:
+                flags[start].add(("S", name))
+            else:
+                flags[start].add(("B", name))
+                flags[end - 1].add(("E", name))
+                flags.update({i: flags[i] | {("M", name)} for i in range(start + 1, end - 1)})
+    return flags
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="北京大学中华人民共和国万岁12月", max_size=40))
+def test_the_search_stops_early_yet_finds_every_word(text):
+    # 中华人民共和国万岁 is a word and none of its shorter prefixes is, so each of them must extend the search.
+    lexicon = Lexicon(WORDS + [("中华人民共和国万岁", "WORD"), ("人民", "WORD"), ("共和国", "WORD")])
+    assert flags_of(lexicon, text) == brute_force_flags(lexicon, text)
 
 
 @settings(max_examples=50, deadline=None)

@@ -30,8 +30,10 @@ class Lexicon:
         self.classes: List[str] = sorted(set(self.entries.values()))
         if any(not word for word in self.entries):
             raise ValueError("the lexicon holds an empty word")
-        # How far a match may reach from its first character.
-        self.max_length = max(map(len, self.entries), default=0)
+        # Every string that some longer word begins with: a match that is not one
+        # of them cannot grow, so the search from a character stops there instead
+        # of trying every length up to the longest word's.
+        self._extendable = {word[:end] for word in self.entries for end in range(1, len(word))}
         self._class_ids = {name: i for i, name in enumerate(self.classes)}
 
     def __len__(self) -> int:
@@ -47,19 +49,21 @@ class Lexicon:
         characters (`char_inputs.folded_chars`)."""
         chars = "".join(folded)
         flags = numpy.zeros((len(chars), len(POSITIONS), len(self.classes)), dtype="float32")
-        entries, class_ids = self.entries, self._class_ids
+        entries, extendable, class_ids = self.entries, self._extendable, self._class_ids
         for start in range(len(chars)):
-            for end in range(start + 1, min(start + self.max_length, len(chars)) + 1):
-                name = entries.get(chars[start:end])
-                if name is None:
-                    continue
-                k = class_ids[name]
-                if end - start == 1:
-                    flags[start, SINGLE, k] = 1.0
-                else:
-                    flags[start, BEGIN, k] = 1.0
-                    flags[start + 1 : end - 1, MIDDLE, k] = 1.0
-                    flags[end - 1, END, k] = 1.0
+            for end in range(start + 1, len(chars) + 1):
+                piece = chars[start:end]
+                name = entries.get(piece)
+                if name is not None:
+                    k = class_ids[name]
+                    if end - start == 1:
+                        flags[start, SINGLE, k] = 1.0
+                    else:
+                        flags[start, BEGIN, k] = 1.0
+                        flags[start + 1 : end - 1, MIDDLE, k] = 1.0
+                        flags[end - 1, END, k] = 1.0
+                if piece not in extendable:
+                    break
         return flags.reshape(len(chars), self.width)
 
     def to_dict(self) -> dict:
