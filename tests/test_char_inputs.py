@@ -66,8 +66,8 @@ def test_bigrams_are_keyed_on_folded_characters_with_boundaries():
     assert bigrams(folded_chars(list("１２月"))) == [BOUNDARY + "1", "12", "2月", "月" + BOUNDARY]
     table = BigramVocab(["12", "2月"])
     assert len(table) == 3
-    assert table.ids(list("１２月")).tolist() == [0, 1, 2, 0]
-    assert table.ids(list("12月")).tolist() == [0, 1, 2, 0]
+    assert table.rows(folded_chars(list("１２月"))).tolist() == [0, 1, 2, 0]
+    assert table.rows(folded_chars(list("12月"))).tolist() == [0, 1, 2, 0]
 
 
 @settings(max_examples=100, deadline=None)

@@ -70,7 +70,8 @@ def brute_force_flags(lexicon, text):
             else:
                 flags[start].add(("B", name))
                 flags[end - 1].add(("E", name))
-                flags.update({i: flags[i] | {("M", name)} for i in range(start + 1, end - 1)})
+                for middle in range(start + 1, end - 1):
+                    flags[middle].add(("M", name))
     return flags
 
 

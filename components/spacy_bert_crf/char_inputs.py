@@ -155,10 +155,6 @@ class BigramVocab:
         """Rows of the table, the unknown row included."""
         return len(self.keys) + 1
 
-    def ids(self, texts: Sequence[str]) -> numpy.ndarray:
-        """The n + 1 bigram rows of a text of n tokens."""
-        return self.rows(folded_chars(texts))
-
     def rows(self, folded: Sequence[str]) -> numpy.ndarray:
         """The n + 1 bigram rows of a text given as its n tokens' folded characters."""
         index = self.index
