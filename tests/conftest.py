@@ -92,7 +92,7 @@ def tagger_config(
             "@architectures": architecture,
             **model_settings,
             "tok2vec": {
-                "@architectures": "spacy_bert_crf.CharBertEncoder.v2",
+                "@architectures": "spacy_bert_crf.CharBertEncoder.v3",
                 "name": str(encoder),
                 "bigram_vectors": None if bigram_vectors is None else str(bigram_vectors),
                 "window": 32,

@@ -74,6 +74,52 @@ def test_a_frozen_bigram_table_stays_as_trained_and_stays_frozen_when_saved(tiny
     assert not loaded_module.bigrams.weight.requires_grad and loaded_module.bigram_projection.weight.requires_grad
 
 
+def test_hashed_bigram_corrections_start_at_zero_and_learn_on_top_of_the_frozen_table(
+    tiny_encoder, tiny_vectors, pd2014_docs
+):
+    nlp = spacy.blank("zh")
+    config = tagger_config(tiny_encoder, bigram_vectors=tiny_vectors / "bigrams.npz")
+    config["model"]["tok2vec"].update({"train_bigram_vectors": False, "bigram_buckets": 512})
+    nlp.add_pipe("bert_crf_ner", config=config)
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:8]]
+    optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-2))
+    module = char_bert_module(nlp.get_pipe("bert_crf_ner").model.get_ref("tok2vec"))
+    assert module.bigram_corrections.weight.shape == (512, module.bigrams.embedding_dim)
+    assert not module.bigram_corrections.weight.any()
+    table = module.bigrams.weight.detach().clone()
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    assert torch.equal(module.bigrams.weight, table)
+    # Only the rows of bigrams the batch holds have learnt.
+    windows = doc_windows([eg.predicted for eg in examples], module.vocab, module.bigram_vocab, 32, 24, None, 512)
+    seen = numpy.zeros(512, bool)
+    seen[numpy.concatenate([windows.left_hashed.ravel(), windows.right_hashed.ravel()])] = True
+    moved = module.bigram_corrections.weight.detach().abs().sum(dim=1).numpy() > 0
+    assert moved.any() and not moved[~seen].any()
+    # Width folding reaches them: full- and half-width digits read the same rows.
+    full, half = (
+        doc_windows([nlp.make_doc(text)], module.vocab, module.bigram_vocab, 8, 6, None, 512)
+        for text in ("１２月", "12月")
+    )
+    assert numpy.array_equal(full.left_hashed, half.left_hashed)
+    loaded = spacy.blank("zh").from_config(nlp.config).from_bytes(nlp.to_bytes())
+    assert torch.equal(
+        char_bert_module(loaded.get_pipe("bert_crf_ner").model.get_ref("tok2vec")).bigram_corrections.weight,
+        module.bigram_corrections.weight,
+    )
+    for got, want in zip(emissions(loaded, TEXTS), emissions(nlp, TEXTS)):
+        assert numpy.allclose(got, want, atol=1e-5)
+
+
+def test_hashed_bigram_corrections_need_the_bigram_table(tiny_encoder, pd2014_docs):
+    nlp = spacy.blank("zh")
+    config = tagger_config(tiny_encoder)
+    config["model"]["tok2vec"]["bigram_buckets"] = 512
+    nlp.add_pipe("bert_crf_ner", config=config)
+    with pytest.raises(ValueError, match="set bigram_vectors too"):
+        nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:2]])
+
+
 def test_saved_pipe_needs_neither_encoder_directory_nor_vectors(tiny_encoder, tiny_vectors, pd2014_docs, tmp_path):
     encoder = shutil.copytree(tiny_encoder, tmp_path / "encoder")
     vectors = shutil.copy(tiny_vectors / "bigrams.npz", tmp_path / "bigrams.npz")

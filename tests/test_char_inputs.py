@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 
 from conftest import ASSETS
 from spacy_bert_crf.char_encoder import doc_windows, owners, window_starts
-from spacy_bert_crf.char_inputs import BOUNDARY, BigramVocab, CharVocab, bigrams, fold, folded_chars, is_blank
+from spacy_bert_crf.char_inputs import (
+    BOUNDARY,
+    BigramVocab,
+    CharVocab,
+    bigrams,
+    fold,
+    folded_chars,
+    hashed_rows,
+    is_blank,
+)
 
 NLP = spacy.blank("zh")
 
@@ -68,6 +77,18 @@ def test_bigrams_are_keyed_on_folded_characters_with_boundaries():
     assert len(table) == 3
     assert table.rows(folded_chars(list("１２月"))).tolist() == [0, 1, 2, 0]
     assert table.rows(folded_chars(list("12月"))).tolist() == [0, 1, 2, 0]
+
+
+def test_hashed_bigram_rows_are_stable_folded_and_in_range():
+    rows = hashed_rows(folded_chars(list("１２月北京")), 1000)
+    assert rows.shape == (6, 2) and rows.dtype == numpy.int64
+    assert ((0 <= rows) & (rows < 1000)).all()
+    assert numpy.array_equal(rows, hashed_rows(folded_chars(list("12月北京")), 1000))
+    # A bigram's rows depend on it alone, wherever it stands: "北京" is bigram 4 here, 1 there.
+    assert numpy.array_equal(rows[4], hashed_rows(folded_chars(list("北京")), 1000)[1])
+    # The two rows come from different halves of the hash: over many bigrams, they seldom agree.
+    many = hashed_rows(folded_chars(list("人民网1月1日讯据纽约时报报道北京上海广州深圳")), 1 << 16)
+    assert (many[:, 0] != many[:, 1]).all()
 
 
 @settings(max_examples=100, deadline=None)

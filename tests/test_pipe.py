@@ -20,6 +20,7 @@ from spacy_bert_crf.schemes import is_valid_bio
 HEADS = {
     "crf": ("spacy_bert_crf.CRFTagger.v1", {"crf_learn_rate_scale": 10.0}),
     "softmax": ("spacy_bert_crf.SoftmaxTagger.v1", {}),
+    "crf-bilstm": ("spacy_bert_crf.CRFTagger.v2", {"crf_learn_rate_scale": 10.0, "lstm_width": 32}),
 }
 ODD_TEXTS = [
     "",
@@ -154,7 +155,9 @@ def test_long_document_matches_its_pieces(overfitted):
     characters 8 to 72 are covered by the very same windows either way: their
     emissions must be equal, and so must the entities found there.
     """
-    _, nlp, examples, _ = overfitted
+    head, nlp, examples, _ = overfitted
+    if head == "crf-bilstm":
+        pytest.skip("the BiLSTM reads the whole document, so pieces see less of it than the windows do")
     pieces = [eg.reference.text[:96] for eg in examples if len(eg.reference) >= 96] * 8
     long_doc = nlp("".join(pieces))
     assert len(long_doc) == 96 * len(pieces) > 3000

@@ -37,7 +37,7 @@ from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertModel
 from transformers.utils import logging as transformers_logging
 
-from .char_inputs import BigramVocab, CharVocab, folded_chars, load_vectors
+from .char_inputs import BigramVocab, CharVocab, folded_chars, hashed_rows, load_vectors
 from .lexicon import Lexicon, read_lexicon
 
 
@@ -52,6 +52,7 @@ class CharBert(nn.Module):
         bigram_width: int,
         train_bigram_vectors: bool = True,
         lexicon: Optional[Lexicon] = None,
+        bigram_buckets: int = 0,
     ):
         super().__init__()
         self.bert = BertModel(config, add_pooling_layer=False)
@@ -59,11 +60,21 @@ class CharBert(nn.Module):
         self.bigram_vocab = bigram_vocab
         self.lexicon = lexicon
         self.train_bigram_vectors = train_bigram_vectors
+        self.bigram_buckets = bigram_buckets
+        if bigram_buckets and bigram_vocab is None:
+            raise ValueError("bigram_buckets learn corrections to the bigram vectors: set bigram_vectors too")
         if bigram_vocab is not None:
             self.bigrams = nn.Embedding(len(bigram_vocab), bigram_width)
             # Frozen, the table's ~10M numbers get no dense gradient and no
             # optimizer step each batch; the projection still learns.
             self.bigrams.weight.requires_grad_(train_bigram_vectors)
+            if bigram_buckets:
+                # What the training data says of each bigram, on top of its
+                # pretrained vector: a small hashed table that learns, so that
+                # bigrams the raw text lacks (a sixth of MSRA's) get a vector too.
+                # Zero: training starts from the pretrained vectors alone.
+                self.bigram_corrections = nn.Embedding(bigram_buckets, bigram_width)
+                nn.init.zeros_(self.bigram_corrections.weight)
             self.bigram_projection = nn.Linear(2 * bigram_width, config.hidden_size, bias=False)
         if lexicon is not None:
             self.lexicon_projection = nn.Linear(lexicon.width, config.hidden_size, bias=False)
@@ -79,6 +90,8 @@ class CharBert(nn.Module):
         ids: torch.Tensor,
         left: torch.Tensor,
         right: torch.Tensor,
+        left_hashed: torch.Tensor,
+        right_hashed: torch.Tensor,
         lexicon_flags: torch.Tensor,
         attention_mask: torch.Tensor,
         rows: torch.Tensor,
@@ -86,9 +99,11 @@ class CharBert(nn.Module):
         """Vectors of the characters at the flat positions `rows` of the padded windows."""
         embeddings = self.bert.embeddings.word_embeddings(ids)
         if self.bigram_vocab is not None:
-            embeddings = embeddings + self.bigram_projection(
-                torch.cat([self.bigrams(left), self.bigrams(right)], dim=-1)
-            )
+            left_vectors, right_vectors = self.bigrams(left), self.bigrams(right)
+            if self.bigram_buckets:
+                left_vectors = left_vectors + self.bigram_corrections(left_hashed).sum(dim=-2)
+                right_vectors = right_vectors + self.bigram_corrections(right_hashed).sum(dim=-2)
+            embeddings = embeddings + self.bigram_projection(torch.cat([left_vectors, right_vectors], dim=-1))
         if self.lexicon is not None:
             embeddings = embeddings + self.lexicon_projection(lexicon_flags)
         hidden = self.bert(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
@@ -101,9 +116,11 @@ class CharBert(nn.Module):
         bigram_vectors: Optional[str] = None,
         train_bigram_vectors: bool = True,
         lexicon: Optional[str] = None,
+        bigram_buckets: int = 0,
     ) -> "CharBert":
-        """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams)
-        and the lexicon file at `lexicon` (None: no lexicon flags)."""
+        """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams),
+        `bigram_buckets` rows of learnt corrections to it, and the lexicon file at `lexicon` (None: no
+        lexicon flags)."""
         # A checkpoint's pooler (which NER has no use for) is left out: say nothing of it.
         verbosity = transformers_logging.get_verbosity()
         transformers_logging.set_verbosity_error()
@@ -125,6 +142,7 @@ class CharBert(nn.Module):
             0 if table is None else table.shape[1],
             train_bigram_vectors,
             read_lexicon(lexicon) if lexicon else None,
+            bigram_buckets,
         )
         module.bert.load_state_dict(bert.state_dict())
         if table is not None:
@@ -151,6 +169,7 @@ def serialize_char_bert(module: CharBert) -> bytes:
             "bigram_width": module.bigrams.embedding_dim if bigram_vocab is not None else 0,
             "train_bigram_vectors": module.train_bigram_vectors,
             "lexicon": None if module.lexicon is None else module.lexicon.to_dict(),
+            "bigram_buckets": module.bigram_buckets,
             "state": state.getvalue(),
         }
     )
@@ -167,6 +186,7 @@ def deserialize_char_bert(_module: Optional[CharBert], data: bytes, device: torc
         # Pipelines saved before the setting existed trained their table.
         saved.get("train_bigram_vectors", True),
         None if saved.get("lexicon") is None else Lexicon.from_dict(saved["lexicon"]),
+        saved.get("bigram_buckets", 0),
     )
     module.load_state_dict(torch.load(io.BytesIO(saved["state"]), map_location=device))
     return module.to(device)
@@ -178,6 +198,8 @@ class Windows(NamedTuple):
     ids: numpy.ndarray  # (windows, positions), [CLS] and [SEP] included
     left: numpy.ndarray  # (windows, positions): each character's left bigram row (0 elsewhere)
     right: numpy.ndarray  # (windows, positions): its right bigram row
+    left_hashed: numpy.ndarray  # (windows, positions, 2): its left bigram's rows of the hashed corrections
+    right_hashed: numpy.ndarray  # (windows, positions, 2): its right bigram's
     lexicon_flags: numpy.ndarray  # (windows, positions, lexicon width; 0 without a lexicon)
     attention_mask: numpy.ndarray  # (windows, positions)
     rows: numpy.ndarray  # (characters,): each character's flat position in the windows
@@ -209,9 +231,10 @@ def doc_windows(
     window: int,
     stride: int,
     lexicon: Optional[Lexicon] = None,
+    bigram_buckets: int = 0,
 ) -> Windows:
     """Cut `docs` into windows and note where each character's vector is to be read."""
-    pieces = []  # (ids, left, right, lexicon flags) per window
+    pieces = []  # (ids, left, right, left hashed, right hashed, lexicon flags) per window
     rows = []
     lexicon_width = 0 if lexicon is None else lexicon.width
     for doc in docs:
@@ -220,12 +243,22 @@ def doc_windows(
         # Folded once, for both the bigrams and the lexicon.
         folded = folded_chars(texts) if bigram_vocab is not None or lexicon is not None else []
         bigram_rows = bigram_vocab.rows(folded) if bigram_vocab is not None else numpy.zeros((len(texts) + 1,), "int64")
+        hashed = hashed_rows(folded, bigram_buckets) if bigram_buckets else numpy.zeros((len(texts) + 1, 0), "int64")
         flags = lexicon.features(folded) if lexicon is not None else numpy.zeros((len(texts), 0), "float32")
         starts = window_starts(len(texts), window, stride)
         first_window = len(pieces)
         for start in starts:
             end = min(start + window, len(texts))
-            pieces.append((ids[start:end], bigram_rows[start:end], bigram_rows[start + 1 : end + 1], flags[start:end]))
+            pieces.append(
+                (
+                    ids[start:end],
+                    bigram_rows[start:end],
+                    bigram_rows[start + 1 : end + 1],
+                    hashed[start:end],
+                    hashed[start + 1 : end + 1],
+                    flags[start:end],
+                )
+            )
         owner = owners(len(texts), window, starts)
         positions = numpy.arange(len(texts)) - numpy.asarray(starts)[owner] + 1
         rows.append((first_window + owner, positions))
@@ -234,15 +267,22 @@ def doc_windows(
     ids = numpy.full((n_windows, width), vocab.pad_id, dtype="int64")
     left = numpy.zeros((n_windows, width), dtype="int64")
     right = numpy.zeros((n_windows, width), dtype="int64")
+    n_hashes = 2 if bigram_buckets else 0
+    left_hashed = numpy.zeros((n_windows, width, n_hashes), dtype="int64")
+    right_hashed = numpy.zeros((n_windows, width, n_hashes), dtype="int64")
     lexicon_flags = numpy.zeros((n_windows, width, lexicon_width), dtype="float32")
     attention_mask = numpy.zeros((n_windows, width), dtype="int64")
-    for k, (piece_ids, piece_left, piece_right, piece_flags) in enumerate(pieces):
+    for k, (piece_ids, piece_left, piece_right, piece_left_hashed, piece_right_hashed, piece_flags) in enumerate(
+        pieces
+    ):
         n = len(piece_ids)
         ids[k, 0] = vocab.cls_id
         ids[k, 1 : n + 1] = piece_ids
         ids[k, n + 1] = vocab.sep_id
         left[k, 1 : n + 1] = piece_left
         right[k, 1 : n + 1] = piece_right
+        left_hashed[k, 1 : n + 1] = piece_left_hashed
+        right_hashed[k, 1 : n + 1] = piece_right_hashed
         lexicon_flags[k, 1 : n + 1] = piece_flags
         attention_mask[k, : n + 2] = 1
     flat_rows = (
@@ -250,10 +290,20 @@ def doc_windows(
         if rows
         else numpy.zeros((0,), "int64")
     )
-    return Windows(ids, left, right, lexicon_flags, attention_mask, flat_rows, [len(doc) for doc in docs])
+    return Windows(
+        ids,
+        left,
+        right,
+        left_hashed,
+        right_hashed,
+        lexicon_flags,
+        attention_mask,
+        flat_rows,
+        [len(doc) for doc in docs],
+    )
 
 
-@registry.architectures("spacy_bert_crf.CharBertEncoder.v2")
+@registry.architectures("spacy_bert_crf.CharBertEncoder.v3")
 def build_char_bert_encoder(
     name: str,
     bigram_vectors: Optional[str] = None,
@@ -262,6 +312,7 @@ def build_char_bert_encoder(
     mixed_precision: bool = False,
     train_bigram_vectors: bool = True,
     lexicon: Optional[str] = None,
+    bigram_buckets: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """One vector per token from a BERT that reads one character per position.
 
@@ -279,6 +330,9 @@ def build_char_bert_encoder(
     lexicon: a `word<TAB>class` file (`scripts/build_lexicon.py`) whose
     B/M/E/S flags (spacy_bert_crf/lexicon.py) are added to the character
     embeddings through a learned projection; null or "" leaves them out.
+    bigram_buckets: rows of a hashed table of corrections to the bigram
+    vectors, learnt from the training data (each bigram takes two rows); 0
+    leaves it out, and the bigram input is the pretrained table's alone.
     """
     if not 0 < stride <= window:
         raise ValueError(f"stride must be in 1..window ({window}); got {stride}")
@@ -300,10 +354,25 @@ def build_char_bert_encoder(
             "stride": stride,
             "train_bigram_vectors": train_bigram_vectors,
             "lexicon": lexicon or None,
+            "bigram_buckets": bigram_buckets,
             # Set by the pipe's update (thinc's set_dropout_rate): spaCy's `[training] dropout`.
             "dropout_rate": None,
         },
     )
+
+
+@registry.architectures("spacy_bert_crf.CharBertEncoder.v2")
+def build_char_bert_encoder_v2(
+    name: str,
+    bigram_vectors: Optional[str] = None,
+    window: int = 256,
+    stride: int = 192,
+    mixed_precision: bool = False,
+    train_bigram_vectors: bool = True,
+    lexicon: Optional[str] = None,
+) -> Model[List[Doc], List[Floats2d]]:
+    """CharBertEncoder.v3 without the hashed bigram corrections, for the configs written before them."""
+    return build_char_bert_encoder(name, bigram_vectors, window, stride, mixed_precision, train_bigram_vectors, lexicon)
 
 
 @registry.architectures("spacy_bert_crf.CharBertEncoder.v1")
@@ -330,7 +399,7 @@ def char_bert_module(model: Model) -> CharBert:
 def _init(model: Model, X=None, Y=None) -> None:
     attrs = model.attrs
     module = CharBert.from_pretrained(
-        attrs["name"], attrs["bigram_vectors"], attrs["train_bigram_vectors"], attrs["lexicon"]
+        attrs["name"], attrs["bigram_vectors"], attrs["train_bigram_vectors"], attrs["lexicon"], attrs["bigram_buckets"]
     )
     max_positions = module.bert.config.max_position_embeddings
     if model.attrs["window"] + 2 > max_positions:
@@ -354,7 +423,13 @@ def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats
     if is_train and model.attrs["dropout_rate"] is not None:
         set_encoder_dropout(module, model.attrs["dropout_rate"])
     windows = doc_windows(
-        docs, module.vocab, module.bigram_vocab, model.attrs["window"], model.attrs["stride"], module.lexicon
+        docs,
+        module.vocab,
+        module.bigram_vocab,
+        model.attrs["window"],
+        model.attrs["stride"],
+        module.lexicon,
+        module.bigram_buckets,
     )
     device = shim.device
     inputs = ArgsKwargs(
@@ -364,6 +439,8 @@ def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats
                 windows.ids,
                 windows.left,
                 windows.right,
+                windows.left_hashed,
+                windows.right_hashed,
                 windows.lexicon_flags,
                 windows.attention_mask,
                 windows.rows,

@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy
+from spacy.strings import hash_string
 
 UNKNOWN_TOKEN = "[UNK]"
 # Whitespace must get an id of its own (it sits inside entities such as
@@ -159,6 +160,16 @@ class BigramVocab:
         """The n + 1 bigram rows of a text given as its n tokens' folded characters."""
         index = self.index
         return numpy.fromiter((index.get(key, 0) for key in bigrams(folded)), dtype="int64")
+
+
+def hashed_rows(folded: Sequence[str], buckets: int) -> numpy.ndarray:
+    """(n + 1, 2) rows of a hashed table of `buckets` rows for the n + 1 bigrams
+    of n folded characters: the two halves of each bigram's 64-bit hash, so
+    that two bigrams which share one row seldom share the other."""
+    keys = bigrams(folded)
+    hashes = numpy.fromiter((hash_string(key) for key in keys), dtype="uint64", count=len(keys))
+    halves = numpy.stack([hashes & numpy.uint64(0xFFFFFFFF), hashes >> numpy.uint64(32)], axis=1)
+    return (halves % numpy.uint64(buckets)).astype("int64")
 
 
 def text_bigrams(text: str) -> List[str]:
