@@ -84,9 +84,11 @@ def tagger_config(
     encoder: Path,
     architecture: str = "spacy_bert_crf.CRFTagger.v1",
     bigram_vectors: Optional[Path] = None,
+    encoder_settings: Optional[dict] = None,
     **model_settings,
 ) -> dict:
-    """The pipe's config with a local encoder directory (and bigram table), in windows of 32 characters."""
+    """The pipe's config with a local encoder directory (and bigram table, and other
+    `encoder_settings`), in windows of 32 characters."""
     return {
         "model": {
             "@architectures": architecture,
@@ -97,6 +99,7 @@ def tagger_config(
                 "bigram_vectors": None if bigram_vectors is None else str(bigram_vectors),
                 "window": 32,
                 "stride": 24,
+                **(encoder_settings or {}),
             },
         }
     }

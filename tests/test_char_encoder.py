@@ -78,8 +78,11 @@ def test_hashed_bigram_corrections_start_at_zero_and_learn_on_top_of_the_frozen_
     tiny_encoder, tiny_vectors, pd2014_docs
 ):
     nlp = spacy.blank("zh")
-    config = tagger_config(tiny_encoder, bigram_vectors=tiny_vectors / "bigrams.npz")
-    config["model"]["tok2vec"].update({"train_bigram_vectors": False, "bigram_buckets": 512})
+    config = tagger_config(
+        tiny_encoder,
+        bigram_vectors=tiny_vectors / "bigrams.npz",
+        encoder_settings={"train_bigram_vectors": False, "bigram_buckets": 512},
+    )
     nlp.add_pipe("bert_crf_ner", config=config)
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:8]]
     optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-2))
@@ -113,11 +116,26 @@ def test_hashed_bigram_corrections_start_at_zero_and_learn_on_top_of_the_frozen_
 
 def test_hashed_bigram_corrections_need_the_bigram_table(tiny_encoder, pd2014_docs):
     nlp = spacy.blank("zh")
-    config = tagger_config(tiny_encoder)
-    config["model"]["tok2vec"]["bigram_buckets"] = 512
-    nlp.add_pipe("bert_crf_ner", config=config)
+    nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_encoder, encoder_settings={"bigram_buckets": 512}))
     with pytest.raises(ValueError, match="set bigram_vectors too"):
         nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:2]])
+
+
+def test_a_bilstm_on_top_gives_the_vectors_and_is_saved_with_the_encoder(tiny_encoder, pd2014_docs):
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("bert_crf_ner", config=tagger_config(tiny_encoder, encoder_settings={"lstm_width": 16}))
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:8]]
+    optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-2))
+    tok2vec = nlp.get_pipe("bert_crf_ner").model.get_ref("tok2vec")
+    lstm = char_bert_module(tok2vec).lstm.lstm
+    weights = lstm.weight_hh_l0_reverse.detach().clone()
+    nlp.update(examples, sgd=optimizer)
+    assert not torch.equal(lstm.weight_hh_l0_reverse, weights)
+    docs = [nlp.make_doc(text) for text in TEXTS]
+    assert [vectors.shape for vectors in tok2vec.predict(docs)] == [(len(doc), 16) for doc in docs]
+    loaded = spacy.blank("zh").from_config(nlp.config).from_bytes(nlp.to_bytes())
+    for got, want in zip(emissions(loaded, TEXTS), emissions(nlp, TEXTS)):
+        assert numpy.allclose(got, want, atol=1e-5)
 
 
 def test_saved_pipe_needs_neither_encoder_directory_nor_vectors(tiny_encoder, tiny_vectors, pd2014_docs, tmp_path):

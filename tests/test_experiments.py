@@ -41,11 +41,23 @@ def test_the_comparisons_are_the_reports_and_the_inputs(experiments_config):
     assert [v.layers for v in variants("compare-layers")] == [1, 2, 4, 6]
     assert [v.encoder for v in variants("compare-init")] == ["random", "vectors", "pretrained"]
     inputs = {v.name: v for v in variants("compare-inputs")}
-    assert list(inputs) == ["default", "wordpiece_input", "no_bigrams", "no_lexicon", "no_char_vectors"]
+    assert list(inputs) == [
+        "default",
+        "wordpiece_input",
+        "no_bigrams",
+        "no_bigram_corrections",
+        "no_lexicon",
+        "no_char_vectors",
+        "no_lstm",
+    ]
     assert inputs["wordpiece_input"].overlay == "configs/overlays/wordpiece_input.cfg"
-    assert inputs["no_bigrams"].overrides == {"paths.bigram_vectors": None}
+    buckets = "components.bert_crf_ner.model.tok2vec.bigram_buckets"
+    # Corrections without the table they correct are refused, so no_bigrams drops both.
+    assert inputs["no_bigrams"].overrides == {"paths.bigram_vectors": None, buckets: 0}
+    assert inputs["no_bigram_corrections"].overrides == {buckets: 0}
     assert inputs["no_lexicon"].overrides == {"paths.lexicon": None}
-    assert [v.encoder for v in inputs.values()] == ["vectors", "vectors", "vectors", "vectors", "random"]
+    assert inputs["no_lstm"].overrides == {"components.bert_crf_ner.model.tok2vec.lstm_width": 0}
+    assert [v.encoder for v in inputs.values()] == ["vectors"] * 5 + ["random", "vectors"]
     scales = [v.overrides["components.bert_crf_ner.model.crf_learn_rate_scale"] for v in variants("compare-crf-lr")]
     assert scales == [1.0, 10.0, 100.0]
 

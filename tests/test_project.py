@@ -120,7 +120,15 @@ def test_experiments_train_every_variant_once(experiments):
     assert variants == {
         "compare-heads": ["crf", "softmax"],
         "compare-init": ["random", "vectors_only", "pretrained"],
-        "compare-inputs": ["default", "wordpiece_input", "no_bigrams", "no_lexicon", "no_char_vectors"],
+        "compare-inputs": [
+            "default",
+            "wordpiece_input",
+            "no_bigrams",
+            "no_bigram_corrections",
+            "no_lexicon",
+            "no_char_vectors",
+            "no_lstm",
+        ],
     }
     runs = {
         name: {result["variant"]: result["run"] for result in summary["variants"]}
@@ -131,7 +139,7 @@ def test_experiments_train_every_variant_once(experiments):
     baseline = runs["compare-heads"]["crf"]
     assert [runs["compare-init"]["vectors_only"], runs["compare-inputs"]["default"]] == [baseline] * 2
     assert runs["compare-inputs"]["no_char_vectors"] == runs["compare-init"]["random"] != baseline
-    assert len({run for experiment in runs.values() for run in experiment.values()}) == 7
+    assert len({run for experiment in runs.values() for run in experiment.values()}) == 9
     softmax = load_config(Path(experiments / runs["compare-heads"]["softmax"]) / "config.cfg")
     assert softmax["components"]["bert_crf_ner"]["model"]["@architectures"] == "spacy_bert_crf.SoftmaxTagger.v1"
     assert "Tok2VecTransformer" in (
@@ -145,6 +153,13 @@ def test_experiments_train_every_variant_once(experiments):
     assert trained["default"]["paths"]["bigram_vectors"] is not None
     assert trained["no_lexicon"]["paths"]["lexicon"] is None
     assert trained["default"]["paths"]["lexicon"] is not None
+    encoder_settings = {
+        name: config["components"]["bert_crf_ner"]["model"]["tok2vec"] for name, config in trained.items()
+    }
+    assert encoder_settings["no_lstm"]["lstm_width"] == 0 < encoder_settings["default"]["lstm_width"]
+    assert (
+        encoder_settings["no_bigram_corrections"]["bigram_buckets"] == 0 < encoder_settings["default"]["bigram_buckets"]
+    )
     for summary in summaries.values():
         assert (experiments / "metrics/experiments" / summary["figure"]).stat().st_size > 0
         for result in summary["variants"]:

@@ -25,51 +25,31 @@ from thinc.api import Linear, Model, Optimizer, PyTorchShim, chain, get_torch_de
 from thinc.types import Floats2d
 from torch import nn
 
-from .context import bilstm
 from .crf import CRFHead, SoftmaxHead
 
 
-@registry.architectures("spacy_bert_crf.CRFTagger.v2")
+@registry.architectures("spacy_bert_crf.CRFTagger.v1")
 def build_crf_tagger(
     tok2vec: Model[List[Doc], List[Floats2d]],
     nO: Optional[int] = None,
     crf_learn_rate_scale: float = 10.0,
-    lstm_width: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """Encoder → (BiLSTM) → linear emissions → linear-chain CRF.
+    """Encoder → linear emissions → linear-chain CRF.
 
     crf_learn_rate_scale: the CRF's learning rate as a multiple of the rest of
     the model's. The transitions are few and start far from useful, so they
     learn faster than the encoder (the report used 10, and recommends up to
     100).
-    lstm_width: the width of a bidirectional LSTM between the encoder and the
-    emissions (context.py); 0 leaves it out.
     """
-    return _build_tagger(tok2vec, nO, CRFHead, crf_learn_rate_scale, lstm_width)
-
-
-@registry.architectures("spacy_bert_crf.SoftmaxTagger.v2")
-def build_softmax_tagger(
-    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None, lstm_width: int = 0
-) -> Model[List[Doc], List[Floats2d]]:
-    """Encoder → (BiLSTM) → linear emissions → independent softmax per token."""
-    return _build_tagger(tok2vec, nO, SoftmaxHead, 1.0, lstm_width)
-
-
-@registry.architectures("spacy_bert_crf.CRFTagger.v1")
-def build_crf_tagger_v1(
-    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None, crf_learn_rate_scale: float = 10.0
-) -> Model[List[Doc], List[Floats2d]]:
-    """CRFTagger.v2 without the BiLSTM, for the configs and pipelines written before it."""
-    return build_crf_tagger(tok2vec, nO, crf_learn_rate_scale)
+    return _build_tagger(tok2vec, nO, CRFHead, crf_learn_rate_scale)
 
 
 @registry.architectures("spacy_bert_crf.SoftmaxTagger.v1")
-def build_softmax_tagger_v1(
+def build_softmax_tagger(
     tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None
 ) -> Model[List[Doc], List[Floats2d]]:
-    """SoftmaxTagger.v2 without the BiLSTM."""
-    return build_softmax_tagger(tok2vec, nO)
+    """Encoder → linear emissions → independent softmax per token."""
+    return _build_tagger(tok2vec, nO, SoftmaxHead, 1.0)
 
 
 def _build_tagger(
@@ -77,12 +57,10 @@ def _build_tagger(
     nO: Optional[int],
     head_class: Type[nn.Module],
     learn_rate_scale: float,
-    lstm_width: int,
 ) -> Model[List[Doc], List[Floats2d]]:
     output = with_array(Linear(nO=nO))
     head = sequence_head(head_class, nO, learn_rate_scale)
-    context = [bilstm(lstm_width)] if lstm_width else []
-    model = chain(tok2vec, *context, output, head)
+    model = chain(tok2vec, output, head)
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output", output.layers[0])
     model.set_ref("head", head)

@@ -1,4 +1,4 @@
-"""`spacy_bert_crf.CharBertEncoder.v2`: a BERT that reads one character per position.
+"""`spacy_bert_crf.CharBertEncoder.v3`: a BERT that reads one character per position.
 
 Why a layer of our own rather than spacy-transformers' `TransformerModel`
 with a per-character tokenizer: the input is not only characters. Each
@@ -15,8 +15,13 @@ Long texts are read in windows of `window` characters, `stride` apart; each
 character takes its vector from the window in which it sits furthest from an
 edge (the overlap is split at its middle).
 
-v2 adds the lexicon flags (spacy_bert_crf/lexicon.py), one more input added
-to the embeddings as the bigrams are; v1 is v2 without them.
+v3 adds two things the offline encoder, one layer deep and trained from
+vectors, lacked (both off by default, and off for bert-base-chinese): a small
+hashed table of learnt corrections to the frozen bigram vectors
+(`bigram_buckets`), and a BiLSTM over the last layer (`lstm_width`,
+spacy_bert_crf/context.py). v2 is v3 without them; v2 added the lexicon flags
+(spacy_bert_crf/lexicon.py), one more input added to the embeddings as the
+bigrams are, and v1 is v2 without those.
 
 The shim owns its module: it saves the BERT config, the vocabulary, the
 bigram keys, the lexicon and the weights, and `from_bytes` rebuilds the module from them,
@@ -38,6 +43,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from transformers.utils import logging as transformers_logging
 
 from .char_inputs import BigramVocab, CharVocab, folded_chars, hashed_rows, load_vectors
+from .context import PackedBiLSTM
 from .lexicon import Lexicon, read_lexicon
 
 
@@ -53,6 +59,7 @@ class CharBert(nn.Module):
         train_bigram_vectors: bool = True,
         lexicon: Optional[Lexicon] = None,
         bigram_buckets: int = 0,
+        lstm_width: int = 0,
     ):
         super().__init__()
         self.bert = BertModel(config, add_pooling_layer=False)
@@ -80,10 +87,12 @@ class CharBert(nn.Module):
             self.lexicon_projection = nn.Linear(lexicon.width, config.hidden_size, bias=False)
             # Zero: training starts from the encoder without the lexicon, and learns what its flags are worth.
             nn.init.zeros_(self.lexicon_projection.weight)
+        self.lstm = PackedBiLSTM(config.hidden_size, lstm_width) if lstm_width else None
 
     @property
     def hidden_size(self) -> int:
-        return self.bert.config.hidden_size
+        """The width of the character vectors: the BiLSTM's if there is one, else the encoder's."""
+        return self.lstm.width_out if self.lstm is not None else self.bert.config.hidden_size
 
     def forward(
         self,
@@ -107,6 +116,8 @@ class CharBert(nn.Module):
         if self.lexicon is not None:
             embeddings = embeddings + self.lexicon_projection(lexicon_flags)
         hidden = self.bert(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
+        if self.lstm is not None:
+            hidden = self.lstm(hidden, attention_mask.sum(dim=1))
         return hidden.reshape(-1, hidden.shape[-1])[rows]
 
     @classmethod
@@ -117,10 +128,11 @@ class CharBert(nn.Module):
         train_bigram_vectors: bool = True,
         lexicon: Optional[str] = None,
         bigram_buckets: int = 0,
+        lstm_width: int = 0,
     ) -> "CharBert":
         """An encoder directory or hub name, with the bigram table at `bigram_vectors` (None: no bigrams),
-        `bigram_buckets` rows of learnt corrections to it, and the lexicon file at `lexicon` (None: no
-        lexicon flags)."""
+        `bigram_buckets` rows of learnt corrections to it, the lexicon file at `lexicon` (None: no
+        lexicon flags), and a BiLSTM `lstm_width` wide on top (0: none)."""
         # A checkpoint's pooler (which NER has no use for) is left out: say nothing of it.
         verbosity = transformers_logging.get_verbosity()
         transformers_logging.set_verbosity_error()
@@ -143,6 +155,7 @@ class CharBert(nn.Module):
             train_bigram_vectors,
             read_lexicon(lexicon) if lexicon else None,
             bigram_buckets,
+            lstm_width,
         )
         module.bert.load_state_dict(bert.state_dict())
         if table is not None:
@@ -170,6 +183,7 @@ def serialize_char_bert(module: CharBert) -> bytes:
             "train_bigram_vectors": module.train_bigram_vectors,
             "lexicon": None if module.lexicon is None else module.lexicon.to_dict(),
             "bigram_buckets": module.bigram_buckets,
+            "lstm_width": 0 if module.lstm is None else module.lstm.width_out,
             "state": state.getvalue(),
         }
     )
@@ -187,6 +201,7 @@ def deserialize_char_bert(_module: Optional[CharBert], data: bytes, device: torc
         saved.get("train_bigram_vectors", True),
         None if saved.get("lexicon") is None else Lexicon.from_dict(saved["lexicon"]),
         saved.get("bigram_buckets", 0),
+        saved.get("lstm_width", 0),
     )
     module.load_state_dict(torch.load(io.BytesIO(saved["state"]), map_location=device))
     return module.to(device)
@@ -313,6 +328,7 @@ def build_char_bert_encoder(
     train_bigram_vectors: bool = True,
     lexicon: Optional[str] = None,
     bigram_buckets: int = 0,
+    lstm_width: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """One vector per token from a BERT that reads one character per position.
 
@@ -333,6 +349,8 @@ def build_char_bert_encoder(
     bigram_buckets: rows of a hashed table of corrections to the bigram
     vectors, learnt from the training data (each bigram takes two rows); 0
     leaves it out, and the bigram input is the pretrained table's alone.
+    lstm_width: the width of a bidirectional LSTM over the encoder's last
+    layer (context.py), which then gives the vectors; 0 leaves it out.
     """
     if not 0 < stride <= window:
         raise ValueError(f"stride must be in 1..window ({window}); got {stride}")
@@ -355,6 +373,7 @@ def build_char_bert_encoder(
             "train_bigram_vectors": train_bigram_vectors,
             "lexicon": lexicon or None,
             "bigram_buckets": bigram_buckets,
+            "lstm_width": lstm_width,
             # Set by the pipe's update (thinc's set_dropout_rate): spaCy's `[training] dropout`.
             "dropout_rate": None,
         },
@@ -399,7 +418,12 @@ def char_bert_module(model: Model) -> CharBert:
 def _init(model: Model, X=None, Y=None) -> None:
     attrs = model.attrs
     module = CharBert.from_pretrained(
-        attrs["name"], attrs["bigram_vectors"], attrs["train_bigram_vectors"], attrs["lexicon"], attrs["bigram_buckets"]
+        attrs["name"],
+        attrs["bigram_vectors"],
+        attrs["train_bigram_vectors"],
+        attrs["lexicon"],
+        attrs["bigram_buckets"],
+        attrs["lstm_width"],
     )
     max_positions = module.bert.config.max_position_embeddings
     if model.attrs["window"] + 2 > max_positions:

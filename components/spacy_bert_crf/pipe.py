@@ -27,13 +27,15 @@ DEFAULT_MODEL_CONFIG = """
 crf_learn_rate_scale = 10.0
 
 [model.tok2vec]
-@architectures = "spacy_bert_crf.CharBertEncoder.v2"
+@architectures = "spacy_bert_crf.CharBertEncoder.v3"
 name = "bert-base-chinese"
 bigram_vectors = null
 lexicon = null
 window = 256
 stride = 192
 mixed_precision = false
+bigram_buckets = 0
+lstm_width = 0
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
