@@ -127,10 +127,11 @@ def test_a_bilstm_on_top_gives_the_vectors_and_is_saved_with_the_encoder(tiny_en
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in pd2014_docs[:8]]
     optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-2))
     tok2vec = nlp.get_pipe("bert_crf_ner").model.get_ref("tok2vec")
-    lstm = char_bert_module(tok2vec).lstm.lstm
-    weights = lstm.weight_hh_l0_reverse.detach().clone()
+    lstm = char_bert_module(tok2vec).lstm
+    weights = [lstm.forward_lstm.weight_hh_l0.detach().clone(), lstm.backward_lstm.weight_hh_l0.detach().clone()]
     nlp.update(examples, sgd=optimizer)
-    assert not torch.equal(lstm.weight_hh_l0_reverse, weights)
+    assert not torch.equal(lstm.forward_lstm.weight_hh_l0, weights[0])
+    assert not torch.equal(lstm.backward_lstm.weight_hh_l0, weights[1])
     docs = [nlp.make_doc(text) for text in TEXTS]
     assert [vectors.shape for vectors in tok2vec.predict(docs)] == [(len(doc), 16) for doc in docs]
     loaded = spacy.blank("zh").from_config(nlp.config).from_bytes(nlp.to_bytes())

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from spacy_bert_crf.context import PackedBiLSTM
+from spacy_bert_crf.context import BiLSTM
 
 
 @pytest.fixture
 def lstm():
     torch.manual_seed(0)
-    return PackedBiLSTM(6, 8).eval()
+    return BiLSTM(6, 8).eval()
 
 
 def padded(lengths, width=6):
@@ -21,7 +21,7 @@ def padded(lengths, width=6):
 
 @torch.no_grad()
 def test_a_row_reads_the_same_alone_and_beside_longer_ones(lstm):
-    """Packed, the backward direction starts at each row's own last position, not in its padding."""
+    """The backward direction starts at each row's own last position, not in its padding."""
     lengths = [2, 7, 5]
     rows = padded(lengths)
     together = lstm(rows, torch.tensor(lengths))
@@ -46,4 +46,4 @@ def test_each_direction_sees_the_whole_row(lstm):
 
 def test_an_odd_width_is_refused():
     with pytest.raises(ValueError, match="two halves"):
-        PackedBiLSTM(4, 5)
+        BiLSTM(4, 5)

@@ -43,7 +43,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from transformers.utils import logging as transformers_logging
 
 from .char_inputs import BigramVocab, CharVocab, folded_chars, hashed_rows, load_vectors
-from .context import PackedBiLSTM
+from .context import BiLSTM
 from .lexicon import Lexicon, read_lexicon
 
 
@@ -87,7 +87,7 @@ class CharBert(nn.Module):
             self.lexicon_projection = nn.Linear(lexicon.width, config.hidden_size, bias=False)
             # Zero: training starts from the encoder without the lexicon, and learns what its flags are worth.
             nn.init.zeros_(self.lexicon_projection.weight)
-        self.lstm = PackedBiLSTM(config.hidden_size, lstm_width) if lstm_width else None
+        self.lstm = BiLSTM(config.hidden_size, lstm_width) if lstm_width else None
 
     @property
     def hidden_size(self) -> int:

@@ -9,18 +9,23 @@ left out (`lstm_width = 0`).
 
 It is the encoder's last layer (`char_encoder.CharBert`), as spaCy's own
 Tok2Vec ends in an encoding layer, so it reads the same windows as the
-attention does and travels in the same saved module. thinc's `PyTorchLSTM`
-runs over padded batches without packing them: the backward direction of a
-short window would start in its padding, and a text's entities would depend
-on which texts share its batch. Here the windows are packed, so each is read
-over its own length only.
+attention does and travels in the same saved module.
+
+Each window is read over its own length: the backward direction of a short
+window must start at its last character, not in its padding, or a text's
+entities would depend on which texts share its batch (thinc's `PyTorchLSTM`
+runs over the padding). Packing the windows does that, but on the CPU
+torch's packed LSTM took 0.052 s for the forward and backward pass of a
+training batch, against 0.019 s for two one-way LSTMs over padded rows
+(docs/BENCHMARKS.md). So the backward LSTM reads each row reversed within its
+length, padding left at the end, where it cannot reach a real position.
 """
 
 import torch
 from torch import nn
 
 
-class PackedBiLSTM(nn.Module):
+class BiLSTM(nn.Module):
     """A one-layer bidirectional LSTM over padded rows, each read over its own length."""
 
     def __init__(self, width_in: int, width_out: int):
@@ -28,11 +33,17 @@ class PackedBiLSTM(nn.Module):
         if width_out % 2:
             raise ValueError(f"a bidirectional LSTM's width is two halves; got an odd {width_out}")
         self.width_out = width_out
-        self.lstm = nn.LSTM(width_in, width_out // 2, batch_first=True, bidirectional=True)
+        self.forward_lstm = nn.LSTM(width_in, width_out // 2, batch_first=True)
+        self.backward_lstm = nn.LSTM(width_in, width_out // 2, batch_first=True)
 
     def forward(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(rows, positions, width_out) from (rows, positions, width_in); past a row's length, zeros."""
-        packed = nn.utils.rnn.pack_padded_sequence(padded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        output, _ = self.lstm(packed)
-        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=padded.shape[1])
-        return output
+        positions = torch.arange(padded.shape[1], device=padded.device)
+        lengths = lengths.to(padded.device).unsqueeze(1)
+        inside = positions < lengths
+        # Each row reversed within its length; this permutation is its own inverse.
+        reversal = torch.where(inside, lengths - 1 - positions, positions).unsqueeze(-1)
+        forward, _ = self.forward_lstm(padded)
+        backward, _ = self.backward_lstm(padded.gather(1, reversal.expand(-1, -1, padded.shape[2])))
+        backward = backward.gather(1, reversal.expand(-1, -1, backward.shape[2]))
+        return torch.cat([forward, backward], dim=-1) * inside.unsqueeze(-1)
