@@ -71,6 +71,7 @@ def test_the_allocator_benchmark_times_each_allocator(tiny_encoder, pd2014_docs,
         "paths.dev": str(tmp_path / "train.spacy"),
         "paths.encoder": str(tiny_encoder),
         "paths.bigram_vectors": "null",
+        "components.bert_crf_ner.model.tok2vec.bigram_buckets": "0",
         "training.eval_frequency": "2",
     }
     allocators = [ALLOCATORS[0], ALLOCATORS[1], Allocator("missing", preload="libno_such_malloc.so")]

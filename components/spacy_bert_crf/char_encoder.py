@@ -69,7 +69,10 @@ class CharBert(nn.Module):
         self.train_bigram_vectors = train_bigram_vectors
         self.bigram_buckets = bigram_buckets
         if bigram_buckets and bigram_vocab is None:
-            raise ValueError("bigram_buckets learn corrections to the bigram vectors: set bigram_vectors too")
+            raise ValueError(
+                f"bigram_buckets ({bigram_buckets}) learn corrections to the bigram vectors, and there are none "
+                "(bigram_vectors is null): set bigram_vectors, or bigram_buckets = 0"
+            )
         if bigram_vocab is not None:
             self.bigrams = nn.Embedding(len(bigram_vocab), bigram_width)
             # Frozen, the table's ~10M numbers get no dense gradient and no
