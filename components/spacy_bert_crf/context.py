@@ -15,10 +15,11 @@ Each window is read over its own length: the backward direction of a short
 window must start at its last character, not in its padding, or a text's
 entities would depend on which texts share its batch (thinc's `PyTorchLSTM`
 runs over the padding). Packing the windows does that, but on the CPU
-torch's packed LSTM took 0.052 s for the forward and backward pass of a
-training batch, against 0.019 s for two one-way LSTMs over padded rows
-(docs/BENCHMARKS.md). So the backward LSTM reads each row reversed within its
-length, padding left at the end, where it cannot reach a real position.
+torch's packed LSTM is slow to train: the forward and backward pass of a
+training batch (17 × 92 × 256) took 48.9 ms on one thread and 50.8 ms on two,
+against 32.7 and 24.4 ms here (docs/BENCHMARKS.md). Here two one-way LSTMs
+read padded rows, the backward one each row reversed within its length, so
+that the padding comes last in both, where it cannot reach a real position.
 """
 
 import torch
