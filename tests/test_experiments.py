@@ -138,6 +138,31 @@ def experiment_summary(name: str, variants: dict, runs_dir) -> dict:
     }
 
 
+def test_report_tells_comparisons_on_other_training_data(report_inputs):
+    root = report_inputs
+    figures = root / "docs" / "figures" / "figures.json"
+    figures.write_text(json.dumps({**json.loads(figures.read_text()), "corpus_sha256": {"train": "a" * 64}}))
+    for name, digests in [("compare-heads", ["a" * 64, "a" * 64]), ("compare-crf-lr", ["b" * 64, None])]:
+        path = root / "metrics" / "experiments" / f"{name}.json"
+        summary = json.loads(path.read_text())
+        for result, digest in zip(summary["variants"], digests):
+            result["train_sha256"] = digest
+        path.write_text(json.dumps(summary))
+
+    def section(text, name):
+        return text.split(f"### `{name}`")[1].split("### ")[0]
+
+    args = [root / "metrics" / "run.json", root / "docs" / "figures", root / "metrics" / "experiments"]
+    text = render_report(root / "REPORT.md", "training/base", *args)
+    assert "section 1" not in section(text, "compare-heads")
+    assert "is unknown**: compare its variants with one another" in section(text, "compare-crf-lr")
+    summary = json.loads((root / "metrics" / "experiments" / "compare-crf-lr.json").read_text())
+    summary["variants"][1]["train_sha256"] = "b" * 64
+    (root / "metrics" / "experiments" / "compare-crf-lr.json").write_text(json.dumps(summary))
+    text = render_report(root / "REPORT.md", "training/base", *args)
+    assert "Trained on another training corpus than section 1's (sha256 bbbbbbbbbbbb, not aaaaaaaaaaaa)" in text
+
+
 def test_metrics_table_rows(tmp_path):
     summary = experiment_summary("compare-heads", {"crf": ("a", 0.6), "softmax": ("b", 0.4)}, tmp_path)
     table = metrics_table(summary).splitlines()

@@ -1,6 +1,7 @@
 """The report's figures: each PNG is drawn, and the data it returns is the data it was given."""
 
 import gzip
+import hashlib
 import json
 import subprocess
 import sys
@@ -253,7 +254,10 @@ def test_cli_writes_every_figure(trained_nlp, corpus, corpus_dir, tmp_path):
     for name in names:
         assert_png(output / f"{name}.png")
     figures = json.loads((output / "figures.json").read_text(encoding="utf-8"))
-    assert list(figures) == names
+    assert list(figures) == ["corpus_sha256", *names]
+    assert figures["corpus_sha256"] == {
+        split: hashlib.sha256((corpus_dir / f"{split}.spacy").read_bytes()).hexdigest() for split in SPLITS
+    }
     assert figures["label_distribution"]["test"] == {
         label: corpus["test"][1]["entities"].get(label, 0) for label in figures["label_distribution"]["test"]
     }

@@ -5,6 +5,7 @@ Slow (minutes): marked `slow`; the README's test command and CI run it.
 """
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def test_every_corpus_converts_and_trains(tiny_corpora):
     for result in summary["variants"]:
         corpus = result["variant"]
         assert result["test_data"] == f"corpus/{corpus}/test.spacy"
+        train = (tiny_corpora / f"corpus/{corpus}/train.spacy").read_bytes()
+        assert result["train_sha256"] == hashlib.sha256(train).hexdigest()
         test_report = read_json(tiny_corpora / f"corpus/{corpus}/test.json")
         assert test_report["repairs_total"] == 0
         assert set(test_report["entities"]) <= set(result["test"]["ents_per_type"])

@@ -31,6 +31,7 @@ from ..training_log import read_training_log
 from .configs import config_with_overlays
 from .encoders import EncoderShape, build_encoder
 from .figures import training_curves
+from .vectors import sha256
 
 ENCODER_KINDS = ("vectors", "random", "pretrained")
 
@@ -238,6 +239,8 @@ def _run_variant(variant: Variant, settings: ExperimentSettings, runs_dir: Path)
         "best_dev_f": best["scores"]["ents_f"],
         "best_dev_step": best["step"],
         "train_seconds": log[-1]["seconds"],
+        # The report tells a comparison on other training data from one on its own run's.
+        "train_sha256": sha256(Path(train)),
         "test_data": test,
         "test": evaluate_on(nlp, test),
     }

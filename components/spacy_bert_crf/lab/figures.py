@@ -25,6 +25,7 @@ from ..architectures import head_module
 from ..crf import CRFHead
 from ..formats import PathLike, doc_to_tags
 from ..training_log import read_training_log
+from .vectors import sha256
 
 START = "START"
 END = "END"
@@ -288,6 +289,7 @@ def write_report_figures(
         for split in splits
     }
     figures: Dict[str, Any] = {
+        "corpus_sha256": {split: sha256(_corpus_file(corpus_dir, split, ".spacy")) for split in splits},
         "label_distribution": label_distribution(reports, output_dir / "label_distribution.png"),
         # Docs hold one token per character, so the token count is the length in characters.
         "sentence_lengths": sentence_lengths(

@@ -10,7 +10,7 @@ summary is reported as not run, so a partial report still renders.
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from wasabi import MarkdownRenderer
 
@@ -44,7 +44,7 @@ def render_report(
         "commands write; every number below is read from their JSON output.",
         _data_section(figures, figures_dir, output),
         _run_section(run, _read_json(run_scores), figures, figures_dir, output),
-        _experiments_section(Path(experiments_dir), figures_dir, output),
+        _experiments_section(Path(experiments_dir), figures_dir, output, figures.get("corpus_sha256", {}).get("train")),
         _pretraining_section(pretraining_dir),
         _displacy_section(displacy_check, output),
     ]
@@ -135,7 +135,9 @@ def _run_section(
     return "\n".join(lines)
 
 
-def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path) -> str:
+def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path, train_sha256: Optional[str]) -> str:
+    """The comparisons; `train_sha256` is that of section 1's training corpus, which an
+    experiment trained on other data is told apart from."""
     lines = ["## 3. Comparisons"]
     completed = 0
     # A run that two experiments share is trained once (the cache), so its time counts once;
@@ -164,6 +166,7 @@ def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path)
             f"Training time of its {len(summary['variants'])} runs: {own_seconds / 60:.1f} min"
             + (f"; {', '.join(shared)}: the identical run of an experiment above, trained once." if shared else "."),
             "",
+            *_other_training_data(summary, train_sha256),
             metrics_table(summary),
             "",
             _image(summary["title"], figure, output),
@@ -174,6 +177,19 @@ def _experiments_section(experiments_dir: Path, figures_dir: Path, output: Path)
         f"{sum(train_seconds.values()) / 60:.1f} min of training together.",
     ]
     return "\n".join(lines)
+
+
+def _other_training_data(summary: Dict[str, Any], train_sha256: Optional[str]) -> List[str]:
+    """A warning, as lines, where some variant was not trained on section 1's training corpus."""
+    digests = {result.get("train_sha256") for result in summary["variants"]}
+    if train_sha256 is None or digests == {train_sha256}:
+        return []
+    if None in digests:
+        said = "Its JSON does not record the sha256 of every run's training corpus, so whether it is section 1's is unknown"
+    else:
+        others = ", ".join(sorted(digest[:12] for digest in digests - {train_sha256}))
+        said = f"Trained on another training corpus than section 1's (sha256 {others}, not {train_sha256[:12]})"
+    return [f"**{said}**: compare its variants with one another, not with section 2.", ""]
 
 
 def _pretraining_section(pretraining_dir: Optional[PathLike]) -> str:
